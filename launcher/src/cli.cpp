@@ -1,0 +1,86 @@
+#include "evl/cli.h"
+
+#include <CLI/CLI.hpp>
+#include <glog/logging.h>
+
+#include <iostream>
+
+#include "commands.h"
+#include "config.h"
+#include "evl/logging.h"
+
+namespace evl {
+namespace {
+
+void AddConfigFlags(CLI::App* cmd, ConfigFlags* flags) {
+  cmd->add_option("--config", flags->config_path,
+                  "config file (protobuf text format, schema configs/evl_config.proto); "
+                  "default: the embedded quick-start config");
+  cmd->add_option("--set", flags->overrides,
+                  "override a field: --set model.num_frames=16 (repeatable)")
+      ->allow_extra_args(false);
+}
+
+int NotImplemented(const std::string& name) {
+  std::cerr << "evl " << name << ": not implemented yet\n";
+  return 2;
+}
+
+int RunConfig(const ConfigFlags& flags) {
+  EvlConfig config = LoadEffectiveConfig(flags.config_path, flags.overrides);
+  std::cout << ConfigToText(config);
+  return 0;
+}
+
+}  // namespace
+
+int RunCli(int argc, char** argv) {
+  InitLogging(argv[0]);
+  CLI::App app{"evl: train and evaluate EVL (frozen CLIP video learners) across MPI ranks"};
+  app.require_subcommand(1);
+  app.set_help_all_flag("--help-all", "help for every subcommand");
+
+  ConfigFlags flags;
+  bool info_model = false;
+
+  auto* train = app.add_subcommand("train", "train the EVL decoder (under mpirun/srun or alone)");
+  AddConfigFlags(train, &flags);
+  auto* eval = app.add_subcommand("eval", "distributed multi-view evaluation of a checkpoint");
+  AddConfigFlags(eval, &flags);
+  auto* predict = app.add_subcommand("predict", "logits for one video or a .npy clip tensor");
+  AddConfigFlags(predict, &flags);
+  auto* launch = app.add_subcommand("launch", "run an evl command on N local/hostfile ranks via mpirun");
+  launch->allow_extras();
+  auto* submit = app.add_subcommand("submit", "render and submit a Slurm batch job");
+  AddConfigFlags(submit, &flags);
+  auto* data = app.add_subcommand("data", "datasets: synth, probe, prepare, bench");
+  data->allow_extras();
+  auto* ckpt = app.add_subcommand("ckpt", "checkpoints: inspect, verify, export");
+  ckpt->allow_extras();
+  auto* config = app.add_subcommand("config", "validate a config and print the effective one");
+  AddConfigFlags(config, &flags);
+  auto* info = app.add_subcommand("info", "versions built with and running with (for bug reports)");
+  info->add_flag("--model", info_model, "also print the model summary (parameters, FLOPs)");
+  AddConfigFlags(info, &flags);
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+
+  try {
+    if (*config) return RunConfig(flags);
+    if (*info) return RunInfo(info_model, flags);
+    for (auto* cmd : app.get_subcommands()) return NotImplemented(cmd->get_name());
+  } catch (const ConfigError& e) {
+    LOG(ERROR) << e.what();
+    return 2;
+  } catch (const std::exception& e) {
+    LOG(ERROR) << e.what();
+    return 1;
+  }
+  return 0;
+}
+
+}  // namespace evl

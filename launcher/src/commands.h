@@ -1,0 +1,16 @@
+// Subcommand entry points, one per file, called by cli.cpp after flag parsing.
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace evl {
+
+struct ConfigFlags {
+  std::string config_path;  // empty: embedded default
+  std::vector<std::string> overrides;
+};
+
+int RunInfo(bool with_model, const ConfigFlags& flags);
+
+}  // namespace evl

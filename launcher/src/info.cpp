@@ -1,0 +1,37 @@
+#include <google/protobuf/stubs/common.h>
+#include <mpi.h>
+
+#include <iostream>
+#include <thread>
+
+#include "commands.h"
+#include "evl/ffmpeg_info.h"
+#include "evl/nccl_info.h"
+#include "evl/runtime_info.h"
+
+namespace evl {
+
+int RunInfo(bool with_model, const ConfigFlags& flags) {
+  char mpi_lib[MPI_MAX_LIBRARY_VERSION_STRING];
+  int len = 0;
+  MPI_Get_library_version(mpi_lib, &len);
+  std::string mpi(mpi_lib, len);
+  if (auto nl = mpi.find_first_of("\r\n,"); nl != std::string::npos) mpi.resize(nl);
+
+  std::cout << "evl        " << EVL_VERSION << "\n"
+            << "LibTorch   " << TorchVersion() << " (CUDA " << (TorchCudaAvailable() ? "available" : "not available")
+            << ")\n"
+            << "threads    " << TorchNumThreads() << " torch, " << std::thread::hardware_concurrency()
+            << " cores visible\n"
+            << "BLAS       " << LoadedBlasLibrary() << "\n"
+            << "MPI        " << mpi << " (MPI " << MPI_VERSION << "." << MPI_SUBVERSION << " API)\n"
+            << "NCCL       " << NcclVersion() << "\n"
+            << "FFmpeg     " << FFmpegVersion() << "\n"
+            << "protobuf   " << google::protobuf::internal::VersionString(GOOGLE_PROTOBUF_VERSION)
+            << "\n";
+  (void)with_model;
+  (void)flags;
+  return 0;
+}
+
+}  // namespace evl

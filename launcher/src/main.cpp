@@ -1,0 +1,3 @@
+#include "evl/cli.h"
+
+int main(int argc, char** argv) { return evl::RunCli(argc, argv); }

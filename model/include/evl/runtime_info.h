@@ -1,0 +1,17 @@
+// What LibTorch this process was built against and runs with: versions, threads, BLAS.
+// Cheap header (no LibTorch includes) so the launcher's `evl info` stays quick to compile.
+#pragma once
+
+#include <string>
+
+namespace evl {
+
+std::string TorchVersion();
+bool TorchCudaAvailable();
+int TorchNumThreads();
+void SetTorchNumThreads(int n);
+// The BLAS shared library actually mapped into this process (resolved symlink), e.g.
+// ".../openblas-openmp/libblas.so.3"; "unknown" if none is loaded.
+std::string LoadedBlasLibrary();
+
+}  // namespace evl

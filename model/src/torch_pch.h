@@ -1,0 +1,3 @@
+// Precompiled header for the torch-heavy targets (see model/CMakeLists.txt).
+#pragma once
+#include <torch/torch.h>
