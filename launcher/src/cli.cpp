@@ -8,6 +8,7 @@
 #include "commands.h"
 #include "config.h"
 #include "evl/logging.h"
+#include "evl/predict.h"
 
 namespace evl {
 namespace {
@@ -42,6 +43,7 @@ int RunCli(int argc, char** argv) {
 
   ConfigFlags flags;
   bool info_model = false;
+  PredictRequest predict_request;
 
   auto* train = app.add_subcommand("train", "train the EVL decoder (under mpirun/srun or alone)");
   AddConfigFlags(train, &flags);
@@ -49,6 +51,10 @@ int RunCli(int argc, char** argv) {
   AddConfigFlags(eval, &flags);
   auto* predict = app.add_subcommand("predict", "logits for one video or a .npy clip tensor");
   AddConfigFlags(predict, &flags);
+  predict->add_option("--checkpoint", predict_request.checkpoint, "official .pth or evl checkpoint");
+  predict->add_option("--input", predict_request.input, ".npy clip tensor [3,T,H,W] or [V,3,T,H,W] (normalized)")
+      ->required();
+  predict->add_option("--logits-out", predict_request.logits_out, "write raw logits [V, num_classes] as .npy");
   auto* launch = app.add_subcommand("launch", "run an evl command on N local/hostfile ranks via mpirun");
   launch->allow_extras();
   auto* submit = app.add_subcommand("submit", "render and submit a Slurm batch job");
@@ -72,8 +78,15 @@ int RunCli(int argc, char** argv) {
   try {
     if (*config) return RunConfig(flags);
     if (*info) return RunInfo(info_model, flags);
+    if (*predict) {
+      RunPredict(LoadEffectiveConfig(flags.config_path, flags.overrides), predict_request, std::cout);
+      return 0;
+    }
     for (auto* cmd : app.get_subcommands()) return NotImplemented(cmd->get_name());
   } catch (const ConfigError& e) {
+    LOG(ERROR) << e.what();
+    return 2;
+  } catch (const std::invalid_argument& e) {
     LOG(ERROR) << e.what();
     return 2;
   } catch (const std::exception& e) {

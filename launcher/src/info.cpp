@@ -5,7 +5,9 @@
 #include <thread>
 
 #include "commands.h"
+#include "config.h"
 #include "evl/ffmpeg_info.h"
+#include "evl/model_factory.h"
 #include "evl/nccl_info.h"
 #include "evl/runtime_info.h"
 
@@ -29,8 +31,7 @@ int RunInfo(bool with_model, const ConfigFlags& flags) {
             << "FFmpeg     " << FFmpegVersion() << "\n"
             << "protobuf   " << google::protobuf::internal::VersionString(GOOGLE_PROTOBUF_VERSION)
             << "\n";
-  (void)with_model;
-  (void)flags;
+  if (with_model) std::cout << ModelSummaryText(LoadEffectiveConfig(flags.config_path, flags.overrides));
   return 0;
 }
 

@@ -1,0 +1,58 @@
+// `evl predict` end to end: an OpenAI-format backbone + an official-format .pth give the
+// reference logits through the user-facing command.
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <fstream>
+
+#include "evl/npy.h"
+#include "test_util.h"
+
+namespace evl::test {
+namespace {
+
+const std::string kEvl = EVL_BIN;
+const std::string kFx = std::string(EVL_FIXTURE_DIR) + "/parity_a";
+
+std::string FixtureFlags() {
+  return " --set model.backbone.preset=custom --set model.backbone.width=32 --set model.backbone.layers=3"
+         " --set model.backbone.heads=4 --set model.backbone.patch_size=8 --set model.backbone.input_size=32"
+         " --set model.backbone.precision=FP32 --set model.backbone.weights=" + kFx + "/clip.pt" +
+         " --set model.decoder.num_layers=2 --set model.decoder.qkv_dim=32 --set model.decoder.num_heads=2"
+         " --set model.num_frames=4 --set model.num_classes=5";
+}
+
+TEST(Predict, OfficialCheckpointGivesReferenceLogits) {
+  std::string dir = ScratchDir("predict");
+  { std::ofstream(dir + "/classes.json") << R"(["zero", "one", "two", "three", "four"])"; }
+  auto r = RunCommand(kEvl + " predict" + FixtureFlags() + " --set data.class_map=" + dir + "/classes.json" +
+                      " --checkpoint " + kFx + "/evl.pth --input " + kFx + "/input.npy --logits-out " + dir +
+                      "/logits.npy");
+  ASSERT_EQ(r.status, 0) << r.output;
+  auto got = ReadNpy(dir + "/logits.npy"), want = ReadNpy(kFx + "/logits.npy");
+  ASSERT_EQ(got.sizes(), want.sizes());
+  EXPECT_LE(((got - want).abs().max() / want.abs().max()).item<double>(), 1e-5);
+  // The printed winner is the arg-max of the view-averaged softmax, with its class name.
+  const int64_t best = want.softmax(1).mean(0).argmax().item<int64_t>();
+  const char* names[] = {"zero", "one", "two", "three", "four"};
+  EXPECT_NE(r.output.find(names[best]), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("top-5 of 2 view(s)"), std::string::npos) << r.output;
+}
+
+TEST(Predict, WrongInputShapeIsNamed) {
+  std::string dir = ScratchDir("predict_bad");
+  WriteNpy(dir + "/small.npy", torch::zeros({3, 4, 16, 16}));
+  auto r = RunCommand(kEvl + " predict" + FixtureFlags() + " --input " + dir + "/small.npy");
+  EXPECT_NE(r.status, 0);
+  EXPECT_NE(r.output.find("small.npy: shape"), std::string::npos) << r.output;
+}
+
+TEST(Predict, TorchScriptGivenAsCheckpointIsRefused) {
+  auto r = RunCommand(kEvl + " predict" + FixtureFlags() + " --checkpoint " + kFx + "/clip.pt --input " + kFx +
+                      "/input.npy");
+  EXPECT_NE(r.status, 0);
+  EXPECT_NE(r.output.find("TorchScript"), std::string::npos) << r.output;
+}
+
+}  // namespace
+}  // namespace evl::test

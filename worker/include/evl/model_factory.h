@@ -1,0 +1,25 @@
+// Turns an EvlConfig into a ready EVL model: options, device, backbone weights, dtype.
+#pragma once
+
+#include <string>
+
+#include "evl/model.h"
+#include "evl_config.pb.h"
+
+namespace evl {
+
+// The device this rank computes on: CUDA device `local_rank % count` when CUDA is available.
+torch::Device SelectDevice(int local_rank = 0);
+
+// Maps config.model to EVLOptions; resolves precision AUTO (FP16 on CUDA, FP32 on CPU).
+// Throws std::invalid_argument naming the field for FP16 on a CPU.
+EVLOptions EvlOptionsFromConfig(const EvlConfig& config, const torch::Device& device);
+
+// Builds the model on `device`: the backbone from model.backbone.weights (OpenAI CLIP TorchScript)
+// or, when empty, random with model.backbone.init_seed; decoder/head freshly initialised.
+EVLTransformer BuildModel(const EvlConfig& config, const torch::Device& device);
+
+// Parameter counts and FLOPs of config's model, as `evl info --model` prints them.
+std::string ModelSummaryText(const EvlConfig& config);
+
+}  // namespace evl

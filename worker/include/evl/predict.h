@@ -1,0 +1,26 @@
+// `evl predict`: logits for one input (a .npy clip tensor, or a video once the data pipeline can
+// decode it), one row per view, plus the top-5 classes of the view-averaged softmax.
+#pragma once
+
+#include <ostream>
+#include <string>
+#include <vector>
+
+#include "evl_config.pb.h"
+
+namespace evl {
+
+struct PredictRequest {
+  std::string checkpoint;  // official .pth or evl checkpoint; empty: freshly initialised decoder
+  std::string input;       // .npy [3,T,H,W] or [V,3,T,H,W], float32, normalized
+  std::string logits_out;  // .npy [V, num_classes]; empty: not written
+};
+
+// Prints the top-5 table to `out`. Throws on bad input, naming the file.
+void RunPredict(const EvlConfig& config, const PredictRequest& request, std::ostream& out);
+
+// Class names from a JSON file: a list (index -> name, as the official k400_class_mappings.json),
+// or an object mapping names to indices. Throws naming the file.
+std::vector<std::string> LoadClassNames(const std::string& path, int num_classes);
+
+}  // namespace evl

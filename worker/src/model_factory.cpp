@@ -1,0 +1,82 @@
+#include "evl/model_factory.h"
+
+#include <torch/torch.h>
+
+#include <iomanip>
+#include <sstream>
+#include <stdexcept>
+
+#include "evl/weights.h"
+
+namespace evl {
+
+torch::Device SelectDevice(int local_rank) {
+  if (torch::cuda::is_available()) {
+    const int n = static_cast<int>(torch::cuda::device_count());
+    return torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(local_rank % n));
+  }
+  return torch::Device(torch::kCPU);
+}
+
+EVLOptions EvlOptionsFromConfig(const EvlConfig& config, const torch::Device& device) {
+  const auto& m = config.model();
+  const auto& bb = m.backbone();
+  EVLOptions o;
+  o.backbone.width = bb.width();
+  o.backbone.layers = bb.layers();
+  o.backbone.heads = bb.heads();
+  o.backbone.patch_size = bb.patch_size();
+  o.backbone.input_size = bb.input_size();
+  o.backbone.mlp_factor = bb.mlp_factor();
+  switch (bb.precision()) {
+    case AUTO: o.backbone.dtype = device.is_cuda() ? torch::kHalf : torch::kFloat; break;
+    case FP16:
+      if (!device.is_cuda())
+        throw std::invalid_argument("model.backbone.precision: FP16 needs CUDA (CPU has no fp16 matmul); use BF16 or FP32");
+      o.backbone.dtype = torch::kHalf;
+      break;
+    case BF16: o.backbone.dtype = torch::kBFloat16; break;
+    default: o.backbone.dtype = torch::kFloat; break;
+  }
+  const auto& d = m.decoder();
+  o.decoder.num_layers = d.num_layers();
+  o.decoder.qkv_dim = d.qkv_dim();
+  o.decoder.num_heads = d.num_heads();
+  o.decoder.mlp_factor = d.mlp_factor();
+  o.decoder.mlp_dropout = d.mlp_dropout();
+  o.decoder.temporal_conv = d.temporal_conv();
+  o.decoder.temporal_pos_embed = d.temporal_pos_embed();
+  o.decoder.temporal_cross_attention = d.temporal_cross_attention();
+  o.num_frames = m.num_frames();
+  o.num_classes = m.num_classes();
+  o.cls_dropout = m.cls_dropout();
+  return o;
+}
+
+EVLTransformer BuildModel(const EvlConfig& config, const torch::Device& device) {
+  const EVLOptions options = EvlOptionsFromConfig(config, device);
+  // The backbone's random init must not depend on what else drew from the global generator.
+  torch::manual_seed(static_cast<uint64_t>(config.model().backbone().init_seed()));
+  EVLTransformer model(options);
+  if (!config.model().backbone().weights().empty()) {
+    LoadClipVisual(*model->backbone(), config.model().backbone().weights());
+  }
+  model->to_device(device);
+  return model;
+}
+
+std::string ModelSummaryText(const EvlConfig& config) {
+  EVLTransformer model(EvlOptionsFromConfig(config, torch::Device(torch::kCPU)));
+  const ModelSummary s = Summarize(model);
+  std::ostringstream o;
+  o << std::fixed << std::setprecision(2);
+  o << "model      " << config.model().backbone().preset() << " backbone, " << config.model().decoder().num_layers()
+    << "-layer decoder, " << config.model().num_frames() << " frames of " << config.model().backbone().input_size()
+    << "x" << config.model().backbone().input_size() << "\n"
+    << "params     frozen " << s.frozen_params / 1e6 << " M, trainable " << s.trainable_params / 1e6 << " M\n"
+    << "GFLOPs     " << s.backbone_gflops + s.decoder_gflops << " per clip (backbone " << s.backbone_gflops
+    << ", decoder " << s.decoder_gflops << ")\n";
+  return o.str();
+}
+
+}  // namespace evl
