@@ -13,6 +13,7 @@ PACKAGES=(
   nlohmann-json3-dev libcli11-dev libzip-dev
   python3-torch python3-numpy python3-av
   clang libclang-rt-14-dev
+  libgoogle-perftools-dev
 )
 
 missing=()

@@ -184,3 +184,25 @@ TEST(Npy, RoundTrip) {
 
 }  // namespace
 }  // namespace evl
+
+#include "../model/src/linear.h"
+
+namespace evl {
+namespace {
+
+TEST(FastLinear, ValuesAndGradientsMatchAtLinear) {
+  torch::manual_seed(3);
+  auto x = torch::randn({2, 5, 24}, torch::requires_grad());
+  auto w = torch::randn({16, 24}, torch::requires_grad());
+  auto b = torch::randn({16}, torch::requires_grad());
+  auto g = torch::randn({2, 5, 16});
+  auto y = Linear(x, w, b);
+  auto grads = torch::autograd::grad({y}, {x, w, b}, {g});
+  auto y_ref = torch::linear(x, w, b);
+  auto grads_ref = torch::autograd::grad({y_ref}, {x, w, b}, {g});
+  EXPECT_TRUE(torch::allclose(y, y_ref, 1e-5, 1e-5));
+  for (int i = 0; i < 3; ++i) EXPECT_TRUE(torch::allclose(grads[i], grads_ref[i], 1e-5, 1e-5)) << i;
+}
+
+}  // namespace
+}  // namespace evl

@@ -162,6 +162,17 @@ class Unpickler {
  public:
   Unpickler(const std::string& data, const std::string& where, const ZipArchive& zip, const std::string& prefix)
       : d_(data), where_(where), zip_(zip), prefix_(prefix) {}
+  // A pickle can build reference cycles (a list appended to itself through the memo), which
+  // shared_ptr cannot free: break every container's links when the interpreter goes away.
+  ~Unpickler() {
+    for (auto& w : created_)
+      if (auto o = w.lock()) {
+        o->items.clear();
+        o->dict.clear();
+      }
+  }
+  Unpickler(const Unpickler&) = delete;
+  Unpickler& operator=(const Unpickler&) = delete;
 
   Obj Load() {
     while (true) {
@@ -175,9 +186,9 @@ class Unpickler {
           return stack_.back();
         }
         case '(': marks_.push_back(stack_.size()); break;  // MARK
-        case '}': Push(Make(PyObj::kDict)); break;
-        case ']': Push(Make(PyObj::kList)); break;
-        case ')': Push(Make(PyObj::kTuple)); break;
+        case '}': Push(Container(PyObj::kDict)); break;
+        case ']': Push(Container(PyObj::kList)); break;
+        case ')': Push(Container(PyObj::kTuple)); break;
         case 'N': Push(Make(PyObj::kNone)); break;
         case 0x88: case 0x89: { auto o = Make(PyObj::kBool); o->b = op == 0x88; Push(o); break; }
         case 'J': { auto o = Make(PyObj::kInt); o->i = static_cast<int32_t>(LE(4)); Push(o); break; }
@@ -229,12 +240,12 @@ class Unpickler {
           Push(Global(at, module->s + "." + name->s));
           break;
         }
-        case 't': { auto o = Make(PyObj::kTuple); o->items = PopToMark(at); Push(o); break; }
-        case 'l': { auto o = Make(PyObj::kList); o->items = PopToMark(at); Push(o); break; }
+        case 't': { auto o = Container(PyObj::kTuple); o->items = PopToMark(at); Push(o); break; }
+        case 'l': { auto o = Container(PyObj::kList); o->items = PopToMark(at); Push(o); break; }
         case 'd': {
           auto items = PopToMark(at);
           if (items.size() % 2) Fail(at, "DICT with an odd number of items");
-          auto o = Make(PyObj::kDict);
+          auto o = Container(PyObj::kDict);
           for (size_t k = 0; k < items.size(); k += 2) o->dict.emplace_back(items[k], items[k + 1]);
           Push(o);
           break;
@@ -242,7 +253,7 @@ class Unpickler {
         case 0x85: case 0x86: case 0x87: {             // TUPLE1..3
           const size_t n = op - 0x84;
           if (stack_.size() < n + Floor()) Fail(at, "stack underflow");
-          auto o = Make(PyObj::kTuple);
+          auto o = Container(PyObj::kTuple);
           o->items.assign(stack_.end() - n, stack_.end());
           stack_.resize(stack_.size() - n);
           Push(o);
@@ -322,6 +333,11 @@ class Unpickler {
     return s;
   }
   size_t Floor() const { return marks_.empty() ? 0 : marks_.back(); }
+  Obj Container(PyObj::Kind k) {
+    Obj o = Make(k);
+    created_.push_back(o);
+    return o;
+  }
   void Push(Obj o) {
     if (stack_.size() > (1u << 22)) Fail(pos_, "pickle stack too deep");
     stack_.push_back(std::move(o));
@@ -399,7 +415,7 @@ class Unpickler {
     const auto& a = args->items;
     if (fn->s == "collections.OrderedDict") {
       if (!a.empty()) Fail(at, "OrderedDict called with arguments");
-      return Make(PyObj::kDict);
+      return Container(PyObj::kDict);
     }
     if (fn->s == "torch._utils._rebuild_parameter") {
       if (a.size() < 2 || a[0]->kind != PyObj::kTensor) Fail(at, "bad _rebuild_parameter arguments");
@@ -443,6 +459,7 @@ class Unpickler {
   std::vector<size_t> marks_;
   std::unordered_map<uint64_t, Obj> memo_;
   std::unordered_map<std::string, Obj> storages_;
+  std::vector<std::weak_ptr<PyObj>> created_;
 };
 
 StateDict ExtractStateDict(const Obj& root, const std::string& name) {

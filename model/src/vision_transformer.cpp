@@ -1,5 +1,6 @@
 // Building blocks shared by the backbone and the decoder (official vision_transformer.py).
 #include "evl/model.h"
+#include "linear.h"
 
 #include <torch/torch.h>
 
@@ -59,15 +60,15 @@ torch::Tensor Attend(const torch::Tensor& q, const torch::Tensor& k, const torch
 torch::Tensor AttentionImpl::forward(const torch::Tensor& q_in, const torch::Tensor& kv) {
   const int64_t N = q_in.size(0), Lq = q_in.size(1), Lk = kv.size(1), H = num_heads_;
   const int64_t D = qkv_dim_ / H;
-  auto q = q_proj(q_in).view({N, Lq, H, D}).transpose(1, 2);
+  auto q = Linear(q_in, q_proj->weight, q_proj->bias).view({N, Lq, H, D}).transpose(1, 2);
   // k and v read the same memory: one GEMM instead of two.
   auto w = torch::cat({k_proj->weight, v_proj->weight}, 0);
   auto b = torch::cat({k_proj->bias, v_proj->bias}, 0);
-  auto kvp = torch::linear(kv, w, b).view({N, Lk, 2, H, D});
+  auto kvp = Linear(kv, w, b).view({N, Lk, 2, H, D});
   auto k = kvp.select(2, 0).transpose(1, 2);
   auto v = kvp.select(2, 1).transpose(1, 2);
   auto mix = Attend(q, k, v).transpose(1, 2).reshape({N, Lq, H * D});
-  return out_proj(mix);
+  return Linear(mix, out_proj->weight, out_proj->bias);
 }
 
 torch::Tensor AttentionImpl::forward_self(const torch::Tensor& x, torch::Tensor* q_out,
@@ -75,12 +76,12 @@ torch::Tensor AttentionImpl::forward_self(const torch::Tensor& x, torch::Tensor*
   const int64_t N = x.size(0), L = x.size(1), H = num_heads_, D = qkv_dim_ / H;
   auto w = torch::cat({q_proj->weight, k_proj->weight, v_proj->weight}, 0);
   auto b = torch::cat({q_proj->bias, k_proj->bias, v_proj->bias}, 0);
-  auto qkv = torch::linear(x, w, b).view({N, L, 3, H, D});
+  auto qkv = Linear(x, w, b).view({N, L, 3, H, D});
   auto q = qkv.select(2, 0), k = qkv.select(2, 1), v = qkv.select(2, 2);
   if (q_out) *q_out = q;
   if (k_out) *k_out = k;
   auto mix = Attend(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2));
-  return out_proj(mix.transpose(1, 2).reshape({N, L, H * D}));
+  return Linear(mix.transpose(1, 2).reshape({N, L, H * D}), out_proj->weight, out_proj->bias);
 }
 
 torch::nn::Sequential MakeMlp(int64_t dim, double mlp_factor, double dropout) {
@@ -98,6 +99,21 @@ torch::nn::Sequential MakeMlp(int64_t dim, double mlp_factor, double dropout) {
   return mlp;
 }
 
+namespace {
+
+// The MLP's Sequential exists for its parameter names (mlp.fc1, mlp.fc2); running it by hand lets
+// the two Linears take the fast path.
+torch::Tensor RunMlp(torch::nn::Sequential& mlp, const torch::Tensor& x) {
+  auto* l1 = mlp[0]->as<torch::nn::Linear>();
+  auto* l2 = mlp[3]->as<torch::nn::Linear>();
+  auto h = Linear(x, l1->weight, l1->bias);
+  h = h * torch::sigmoid(1.702 * h);
+  h = mlp[2]->as<torch::nn::Dropout>()->forward(h);
+  return Linear(h, l2->weight, l2->bias);
+}
+
+}  // namespace
+
 TransformerEncoderLayerImpl::TransformerEncoderLayerImpl(int64_t dim, int64_t heads, double mlp_factor)
     : dim_(dim), heads_(heads), mlp_factor_(mlp_factor) {
   reset();
@@ -113,7 +129,7 @@ void TransformerEncoderLayerImpl::reset() {
 torch::Tensor TransformerEncoderLayerImpl::forward(const torch::Tensor& x, torch::Tensor* q_out,
                                                    torch::Tensor* k_out) {
   auto h = x + attn->forward_self(norm1(x), q_out, k_out);
-  return h + mlp->forward(norm2(h));
+  return h + RunMlp(mlp, norm2(h));
 }
 
 TransformerDecoderLayerImpl::TransformerDecoderLayerImpl(int64_t dim, int64_t qkv_dim, int64_t heads,
@@ -132,7 +148,7 @@ void TransformerDecoderLayerImpl::reset() {
 
 torch::Tensor TransformerDecoderLayerImpl::forward(const torch::Tensor& x, const torch::Tensor& y) {
   auto h = x + attn->forward(norm1(x), norm3(y));
-  return h + mlp->forward(norm2(h));
+  return h + RunMlp(mlp, norm2(h));
 }
 
 PatchEmbed2DImpl::PatchEmbed2DImpl(int64_t patch_size, int64_t embed_dim)
@@ -150,7 +166,7 @@ torch::Tensor PatchEmbed2DImpl::forward(const torch::Tensor& x) {
               W, "] is not 3-channel with sides divisible by ", p);
   auto patches = x.view({N, C, H / p, p, W / p, p}).permute({0, 2, 4, 1, 3, 5}).reshape(
       {N, (H / p) * (W / p), C * p * p});
-  return proj(patches);
+  return Linear(patches, proj->weight, proj->bias);
 }
 
 VisionTransformer2DImpl::VisionTransformer2DImpl(const BackboneOptions& options) : options_(options) {
