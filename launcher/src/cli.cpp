@@ -9,6 +9,8 @@
 #include "config.h"
 #include "evl/logging.h"
 #include "evl/predict.h"
+#include "evl/synth.h"
+#include "evl/video_list.h"
 
 namespace evl {
 namespace {
@@ -60,7 +62,28 @@ int RunCli(int argc, char** argv) {
   auto* submit = app.add_subcommand("submit", "render and submit a Slurm batch job");
   AddConfigFlags(submit, &flags);
   auto* data = app.add_subcommand("data", "datasets: synth, probe, prepare, bench");
-  data->allow_extras();
+  data->require_subcommand(1);
+  SynthOptions synth;
+  std::string synth_size = "64x64";
+  auto* data_synth = data->add_subcommand("synth", "write the synthetic motion dataset (real encoded videos)");
+  data_synth->add_option("--out", synth.out_dir, "output directory")->required();
+  data_synth->add_option("--classes", synth.classes, "number of classes (motion directions)");
+  data_synth->add_option("--videos", synth.videos, "number of videos");
+  data_synth->add_option("--frames", synth.frames, "frames per video");
+  data_synth->add_option("--size", synth_size, "WxH");
+  data_synth->add_option("--seed", synth.seed, "seed (same seed, same bytes)");
+  data_synth->add_option("--codec", synth.codec, "libx264 or mpeg4");
+  data_synth->add_option("--gop", synth.gop, "keyframe interval");
+  std::string probe_list, probe_root;
+  int probe_classes = 1 << 30;
+  auto* data_probe = data->add_subcommand("probe", "check that every video of a list opens and decodes");
+  data_probe->add_option("list", probe_list, "dataset list file")->required();
+  data_probe->add_option("--data-root", probe_root, "prefix for relative paths");
+  data_probe->add_option("--num-classes", probe_classes, "labels must be below this");
+  auto* data_prepare = data->add_subcommand("prepare", "re-encode a dataset for fast training");
+  data_prepare->allow_extras();
+  auto* data_bench = data->add_subcommand("bench", "decode throughput of the train and eval paths");
+  data_bench->allow_extras();
   auto* ckpt = app.add_subcommand("ckpt", "checkpoints: inspect, verify, export");
   ckpt->allow_extras();
   auto* config = app.add_subcommand("config", "validate a config and print the effective one");
@@ -78,6 +101,15 @@ int RunCli(int argc, char** argv) {
   try {
     if (*config) return RunConfig(flags);
     if (*info) return RunInfo(info_model, flags);
+    if (*data) {
+      if (*data_synth) {
+        if (std::sscanf(synth_size.c_str(), "%dx%d", &synth.width, &synth.height) != 2)
+          throw std::invalid_argument("--size: expected WxH, got " + synth_size);
+        return RunDataSynth(synth);
+      }
+      if (*data_probe) return RunDataProbe(probe_list, probe_root, probe_classes);
+      return NotImplemented("data " + data->get_subcommands().front()->get_name());
+    }
     if (*predict) {
       RunPredict(LoadEffectiveConfig(flags.config_path, flags.overrides), predict_request, std::cout);
       return 0;
@@ -86,6 +118,9 @@ int RunCli(int argc, char** argv) {
   } catch (const ConfigError& e) {
     LOG(ERROR) << e.what();
     return 2;
+  } catch (const DataError& e) {
+    LOG(ERROR) << e.what();
+    return 1;
   } catch (const std::invalid_argument& e) {
     LOG(ERROR) << e.what();
     return 2;

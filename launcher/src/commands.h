@@ -12,5 +12,7 @@ struct ConfigFlags {
 };
 
 int RunInfo(bool with_model, const ConfigFlags& flags);
+int RunDataSynth(const struct SynthOptions& options);
+int RunDataProbe(const std::string& list, const std::string& data_root, int num_classes);
 
 }  // namespace evl

@@ -1,0 +1,64 @@
+// Frame-accurate video decoding with FFmpeg that decodes only what a sample needs.
+//
+// Frame i means the i-th frame in presentation order (the official loader's definition: decode
+// all, sort by pts). Open() builds that order from a demux-only pass over the packets (cheap: no
+// decoding), which makes the mapping exact for variable frame rates, missing nb_frames, B-frames
+// and start_time != 0. Decode() seeks to the keyframe before the first requested frame, decodes
+// forward, tells the decoder to skip non-reference frames nobody asked for (skip_frame, switched
+// per packet), converts only requested frames with swscale, and stops after the last one.
+//
+// One reader per thread; it reuses its decoder, frames and scaler across calls to Open/Decode.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace at {
+class Tensor;
+}
+
+namespace evl {
+
+struct VideoInfo {
+  int64_t num_frames = 0;
+  int width = 0, height = 0;
+  double fps = 0;         // average frame rate as the container states it
+  double duration_s = 0;  // span of presentation timestamps
+  std::string codec;
+};
+
+struct DecodeStats {
+  int64_t packets = 0;           // packets sent to the decoder
+  int64_t frames_decoded = 0;    // frames the decoder returned
+  int64_t frames_converted = 0;  // frames scaled to RGB
+  double open_s = 0, decode_s = 0, convert_s = 0;
+};
+
+class VideoReader {
+ public:
+  VideoReader();
+  ~VideoReader();
+  VideoReader(const VideoReader&) = delete;
+  VideoReader& operator=(const VideoReader&) = delete;
+
+  // Opens and indexes `path`. Throws DataError naming the file and the reason (missing, empty,
+  // not a video, no video stream, zero frames, no decoder).
+  void Open(const std::string& path);
+  const VideoInfo& info() const;
+
+  // Frames at presentation indices (any order, repeats allowed), RGB uint8 [N, H, W, 3] in the
+  // order of `indices`. out_h/out_w = 0 keeps the native size. Throws DataError if a frame cannot
+  // be decoded (corrupt or truncated stream).
+  at::Tensor Decode(const std::vector<int64_t>& indices, int out_h = 0, int out_w = 0);
+
+  const DecodeStats& stats() const;
+  void ResetStats();
+
+ private:
+  struct State;
+  std::unique_ptr<State> s_;
+};
+
+}  // namespace evl

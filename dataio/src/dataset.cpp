@@ -1,0 +1,70 @@
+#include "evl/dataset.h"
+
+#include <torch/torch.h>
+
+#include "evl/sampling.h"
+#include "evl/video_reader.h"
+
+namespace evl {
+namespace {
+
+// uint8 [T,H,W,3] -> normalized float [3,T,H,W].
+torch::Tensor Normalize(const torch::Tensor& frames, const std::array<float, 3>& mean, const std::array<float, 3>& std) {
+  auto m = torch::tensor({mean[0], mean[1], mean[2]}).view({3, 1, 1, 1});
+  auto s = torch::tensor({std[0], std[1], std[2]}).view({3, 1, 1, 1});
+  return (frames.permute({3, 0, 1, 2}).to(torch::kFloat).div_(255.0f) - m).div_(s);
+}
+
+}  // namespace
+
+VideoClipDataset::VideoClipDataset(const ClipDatasetOptions& options)
+    : o_(options), entries_(ReadVideoList(options.list_path, options.data_root, options.num_classes)) {}
+
+at::Tensor VideoClipDataset::Load(int64_t index, uint64_t step, VideoReader& reader) const {
+  const VideoEntry& e = entries_.at(index);
+  reader.Open(e.path);
+  const int64_t len = reader.info().num_frames;
+  std::mt19937_64 rng = SampleRng(o_.seed, step, static_cast<uint64_t>(index));
+  if (o_.train) {
+    std::vector<int64_t> idx;
+    if (o_.tsn_sampling) {
+      idx = TsnTrainIndices(len, o_.num_frames, rng);
+    } else {
+      const int64_t starts = DenseStartRange(len, o_.num_frames, o_.sampling_rate);
+      const int64_t start = starts > 0 ? std::uniform_int_distribution<int64_t>(0, starts - 1)(rng) : 0;
+      idx = DenseTrainIndices(len, o_.num_frames, o_.sampling_rate, start);
+    }
+    auto clip = Normalize(reader.Decode(idx), o_.mean, o_.std);  // [3,T,H,W]
+    const CropBox box = RandomResizedCropBox(clip.size(2), clip.size(3), o_.min_scale, 1.0, 3.0 / 4.0, 4.0 / 3.0, rng);
+    // One box for every frame of the clip, resized like the official F.interpolate call.
+    clip = torch::nn::functional::interpolate(
+        clip.narrow(2, box.y, box.h).narrow(3, box.x, box.w),
+        torch::nn::functional::InterpolateFuncOptions()
+            .size(std::vector<int64_t>{o_.crop_size, o_.crop_size})
+            .mode(torch::kBilinear)
+            .align_corners(false));
+    if (o_.mirror && std::uniform_int_distribution<int>(0, 1)(rng)) clip = clip.flip({3});
+    return clip.contiguous();
+  }
+  // Test views: every needed frame decoded once, converted straight to the short-side size.
+  auto views = TestTemporalViews(len, o_.num_frames, o_.sampling_rate, o_.num_temporal_views);
+  std::vector<int64_t> all;
+  for (const auto& v : views) all.insert(all.end(), v.begin(), v.end());
+  std::sort(all.begin(), all.end());
+  all.erase(std::unique(all.begin(), all.end()), all.end());
+  int64_t h = 0, w = 0;
+  ShortSideResize(reader.info().height, reader.info().width, o_.spatial_size, &h, &w);
+  auto decoded = Normalize(reader.Decode(all, static_cast<int>(h), static_cast<int>(w)), o_.mean, o_.std);
+  std::vector<torch::Tensor> out;
+  const auto crops = TestSpatialCrops(h, w, o_.crop_size, o_.num_spatial_views);
+  for (const auto& box : crops) {
+    for (const auto& v : views) {
+      std::vector<int64_t> pos;
+      for (int64_t f : v) pos.push_back(std::lower_bound(all.begin(), all.end(), f) - all.begin());
+      out.push_back(decoded.index_select(1, torch::tensor(pos)).narrow(2, box.y, box.h).narrow(3, box.x, box.w));
+    }
+  }
+  return torch::stack(out).contiguous();
+}
+
+}  // namespace evl

@@ -1,0 +1,122 @@
+#include "evl/video_writer.h"
+
+extern "C" {
+#include <libavcodec/avcodec.h>
+#include <libavformat/avformat.h>
+#include <libavutil/opt.h>
+#include <libswscale/swscale.h>
+}
+
+#include "evl/video_list.h"
+
+namespace evl {
+
+struct VideoWriter::State {
+  std::string path;
+  VideoWriterOptions o;
+  AVFormatContext* fmt = nullptr;
+  AVCodecContext* enc = nullptr;
+  AVStream* st = nullptr;
+  AVFrame* frame = nullptr;
+  AVPacket* pkt = nullptr;
+  SwsContext* sws = nullptr;
+  int64_t next_pts = 0;
+  bool closed = false;
+
+  [[noreturn]] void Fail(const std::string& why) { throw DataError(path + ": " + why); }
+
+  void Drain(bool flush) {
+    if (avcodec_send_frame(enc, flush ? nullptr : frame) < 0) Fail("encoder rejected a frame");
+    while (avcodec_receive_packet(enc, pkt) == 0) {
+      // Without a duration the mp4 edit list ends before the last frame, and demuxers drop it.
+      if (pkt->duration == 0) pkt->duration = 1;
+      av_packet_rescale_ts(pkt, enc->time_base, st->time_base);
+      pkt->stream_index = st->index;
+      if (av_interleaved_write_frame(fmt, pkt) < 0) Fail("write failed");
+    }
+  }
+  void Free() {
+    if (fmt && !(fmt->oformat->flags & AVFMT_NOFILE) && fmt->pb) avio_closep(&fmt->pb);
+    avformat_free_context(fmt);
+    fmt = nullptr;
+    avcodec_free_context(&enc);
+    av_frame_free(&frame);
+    av_packet_free(&pkt);
+    sws_freeContext(sws);
+    sws = nullptr;
+  }
+};
+
+VideoWriter::VideoWriter(const std::string& path, const VideoWriterOptions& options) : s_(new State) {
+  State& s = *s_;
+  s.path = path;
+  s.o = options;
+  av_log_set_level(AV_LOG_QUIET);
+  if (avformat_alloc_output_context2(&s.fmt, nullptr, nullptr, path.c_str()) < 0 || !s.fmt)
+    s.Fail("cannot pick a container for this file name");
+  s.fmt->flags |= AVFMT_FLAG_BITEXACT;
+  const AVCodec* codec = avcodec_find_encoder_by_name(options.codec.c_str());
+  if (!codec) s.Fail("encoder '" + options.codec + "' is not available in this FFmpeg");
+  s.st = avformat_new_stream(s.fmt, nullptr);
+  s.enc = avcodec_alloc_context3(codec);
+  s.enc->width = options.width;
+  s.enc->height = options.height;
+  s.enc->time_base = AVRational{1, options.fps};
+  s.enc->framerate = AVRational{options.fps, 1};
+  s.enc->pix_fmt = AV_PIX_FMT_YUV420P;
+  s.enc->gop_size = options.gop;
+  s.enc->max_b_frames = options.bframes;
+  s.enc->thread_count = 1;
+  s.enc->flags |= AV_CODEC_FLAG_BITEXACT;
+  if (s.fmt->oformat->flags & AVFMT_GLOBALHEADER) s.enc->flags |= AV_CODEC_FLAG_GLOBAL_HEADER;
+  if (options.codec == "libx264") {
+    av_opt_set(s.enc->priv_data, "preset", "medium", 0);
+    av_opt_set_int(s.enc->priv_data, "crf", options.crf, 0);
+    av_opt_set(s.enc->priv_data, "x264-params", "keyint_min=1:scenecut=0", 0);
+  } else {
+    s.enc->flags |= AV_CODEC_FLAG_QSCALE;
+    s.enc->global_quality = FF_QP2LAMBDA * 4;
+  }
+  if (avcodec_open2(s.enc, codec, nullptr) < 0) s.Fail("cannot open encoder " + options.codec);
+  avcodec_parameters_from_context(s.st->codecpar, s.enc);
+  s.st->time_base = s.enc->time_base;
+  if (!(s.fmt->oformat->flags & AVFMT_NOFILE) && avio_open(&s.fmt->pb, path.c_str(), AVIO_FLAG_WRITE) < 0)
+    s.Fail("cannot create file");
+  if (avformat_write_header(s.fmt, nullptr) < 0) s.Fail("cannot write header");
+  s.frame = av_frame_alloc();
+  s.frame->format = AV_PIX_FMT_YUV420P;
+  s.frame->width = options.width;
+  s.frame->height = options.height;
+  av_frame_get_buffer(s.frame, 0);
+  s.pkt = av_packet_alloc();
+  s.sws = sws_getContext(options.width, options.height, AV_PIX_FMT_RGB24, options.width, options.height,
+                         AV_PIX_FMT_YUV420P, SWS_BILINEAR, nullptr, nullptr, nullptr);
+}
+
+VideoWriter::~VideoWriter() {
+  try {
+    Close();
+  } catch (...) {
+  }
+  s_->Free();
+}
+
+void VideoWriter::Write(const uint8_t* rgb) {
+  State& s = *s_;
+  av_frame_make_writable(s.frame);
+  const uint8_t* src[4] = {rgb, nullptr, nullptr, nullptr};
+  int stride[4] = {s.o.width * 3, 0, 0, 0};
+  sws_scale(s.sws, src, stride, 0, s.o.height, s.frame->data, s.frame->linesize);
+  s.frame->pts = s.next_pts++;
+  s.Drain(false);
+}
+
+void VideoWriter::Close() {
+  State& s = *s_;
+  if (s.closed) return;
+  s.closed = true;
+  s.Drain(true);
+  if (av_write_trailer(s.fmt) < 0) s.Fail("cannot write trailer");
+}
+
+}  // namespace evl

@@ -1,0 +1,297 @@
+// The data pipeline: frame-accurate decoding, the official sampling rules, bad input, determinism,
+// and loader shutdown.
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+#include <torch/torch.h>
+
+#include <chrono>
+#include <fstream>
+
+#include "evl/dataset.h"
+#include "evl/loader.h"
+#include "evl/sampling.h"
+#include "evl/synth.h"
+#include "evl/video_list.h"
+#include "evl/video_reader.h"
+#include "evl/video_writer.h"
+#include "test_util.h"
+
+namespace evl {
+namespace {
+
+using test::RunCommand;
+using test::ScratchDir;
+
+// A single synthetic video whose frames carry their own index.
+std::string WriteIndexedVideo(const std::string& dir, const std::string& codec, int frames, int gop, int bframes) {
+  const std::string path = dir + "/indexed_" + codec + ".mp4";
+  VideoWriterOptions o;
+  o.codec = codec;
+  o.width = 160;
+  o.height = 64;
+  o.gop = gop;
+  o.bframes = bframes;
+  VideoWriter w(path, o);
+  std::vector<uint8_t> rgb;
+  for (int t = 0; t < frames; ++t) {
+    RenderSynthFrame(t % 3, 3, t, 7, o.width, o.height, &rgb);
+    w.Write(rgb.data());
+  }
+  w.Close();
+  return path;
+}
+
+void ExpectFrames(VideoReader& reader, const std::vector<int64_t>& idx) {
+  auto frames = reader.Decode(idx);
+  ASSERT_EQ(frames.size(0), static_cast<int64_t>(idx.size()));
+  for (size_t i = 0; i < idx.size(); ++i) {
+    auto f = frames[i].contiguous();
+    EXPECT_EQ(ReadFrameCode(f.data_ptr<uint8_t>(), static_cast<int>(f.size(1)), static_cast<int>(f.size(0))), idx[i])
+        << "requested frame " << idx[i];
+  }
+}
+
+class FrameAccuracy : public ::testing::TestWithParam<std::tuple<std::string, int>> {};
+
+TEST_P(FrameAccuracy, DecoderReturnsExactlyTheRequestedFrames) {
+  const auto [codec, bframes] = GetParam();
+  const std::string dir = ScratchDir("frame_accuracy_" + codec);
+  const std::string path = WriteIndexedVideo(dir, codec, 300, 40, bframes);
+  VideoReader reader;
+  reader.Open(path);
+  ASSERT_EQ(reader.info().num_frames, 300);
+  ExpectFrames(reader, DenseTrainIndices(300, 8, 16, 37));              // dense, mid-GOP start
+  ExpectFrames(reader, DenseTrainIndices(300, 8, 16, 0));
+  std::mt19937_64 rng(5);
+  ExpectFrames(reader, TsnTrainIndices(300, 8, rng));                   // TSN
+  for (const auto& v : TestTemporalViews(300, 8, 16, 3)) ExpectFrames(reader, v);  // eval views
+  ExpectFrames(reader, {299, 0, 150, 150, 41, 79});                     // any order, repeats, GOP edges
+  ExpectFrames(reader, {123});                                          // mid-GOP seek
+  // Skipping is where the speed is: far fewer frames converted than decoded, fewer decoded than exist.
+  reader.ResetStats();
+  reader.Decode({200, 216});
+  EXPECT_EQ(reader.stats().frames_converted, 2);
+  EXPECT_LT(reader.stats().packets, 80);
+}
+
+INSTANTIATE_TEST_SUITE_P(Codecs, FrameAccuracy,
+                         ::testing::Values(std::make_tuple("libx264", 3), std::make_tuple("mpeg4", 2)));
+
+TEST(Sampling, MatchesTheOfficialAlgorithmTable) {
+  std::ifstream in(std::string(EVL_FIXTURE_DIR) + "/sampling.json");
+  ASSERT_TRUE(in) << "fixture missing";
+  nlohmann::json t;
+  in >> t;
+  int checked = 0;
+  for (const auto& row : t["temporal"]) {
+    auto got = TestTemporalViews(row[0], row[1], row[2], row[3]);
+    EXPECT_EQ(nlohmann::json(got), row[4]) << row.dump();
+    ++checked;
+  }
+  for (const auto& row : t["dense_short"]) {
+    EXPECT_EQ(DenseStartRange(row[0], row[1], row[2]), 0);
+    EXPECT_EQ(nlohmann::json(DenseTrainIndices(row[0], row[1], row[2], 0)), row[3]) << row.dump();
+    ++checked;
+  }
+  for (const auto& row : t["tsn"]) {
+    const int64_t len = row[0];
+    const int n = row[1];
+    for (int trial = 0; trial < 20; ++trial) {
+      std::mt19937_64 rng(trial);
+      auto idx = TsnTrainIndices(len, n, rng);
+      for (int i = 0; i < n; ++i) {
+        EXPECT_GE(idx[i], row[2][i][0].get<int64_t>());
+        EXPECT_LE(idx[i], row[2][i][1].get<int64_t>());
+      }
+    }
+    ++checked;
+  }
+  for (const auto& row : t["spatial"]) {
+    int64_t h = 0, w = 0;
+    ShortSideResize(row[0], row[1], row[2], &h, &w);
+    EXPECT_EQ(h, row[4][0].get<int64_t>());
+    EXPECT_EQ(w, row[4][1].get<int64_t>());
+    auto crops = TestSpatialCrops(h, w, row[2], row[3]);
+    ASSERT_EQ(crops.size(), row[4][2].size());
+    for (size_t i = 0; i < crops.size(); ++i) {
+      EXPECT_EQ(crops[i].y, row[4][2][i][0].get<int64_t>()) << row.dump();
+      EXPECT_EQ(crops[i].x, row[4][2][i][1].get<int64_t>()) << row.dump();
+    }
+    ++checked;
+  }
+  EXPECT_GT(checked, 200);
+}
+
+TEST(VideoList, MalformedLineNamesFileAndLine) {
+  const std::string dir = ScratchDir("list");
+  { std::ofstream(dir + "/l.txt") << "a.mp4 0\n\nb c.mp4 1\nd.mp4 x\n"; }
+  try {
+    ReadVideoList(dir + "/l.txt", "", 4);
+    FAIL();
+  } catch (const DataError& e) {
+    EXPECT_NE(std::string(e.what()).find("l.txt:4:"), std::string::npos) << e.what();
+  }
+  { std::ofstream(dir + "/m.txt") << "a.mp4 0\nb c.mp4 1\n"; }
+  auto entries = ReadVideoList(dir + "/m.txt", "/root", 4);
+  EXPECT_EQ(entries[1].path, "/root/b c.mp4");  // spaces in paths are kept
+  { std::ofstream(dir + "/n.txt") << "a.mp4 7\n"; }
+  EXPECT_THROW(ReadVideoList(dir + "/n.txt", "", 4), DataError);
+}
+
+struct BadDataset {
+  std::string dir, list;
+  int good = 0, bad = 0;
+};
+
+// Good synthetic videos plus one of every kind of bad input.
+BadDataset MakeBadDataset() {
+  BadDataset d;
+  d.dir = ScratchDir("bad_inputs");
+  SynthOptions o;
+  o.out_dir = d.dir;
+  o.videos = 16;
+  o.frames = 20;
+  o.val_fraction = 0;
+  WriteSynthDataset(o);
+  const std::string v = d.dir + "/videos/";
+  RunCommand("head -c 2000 " + v + "00000.mp4 > " + v + "truncated.mp4");
+  RunCommand("head -c 4096 /dev/urandom > " + v + "random.mp4");
+  RunCommand(": > " + v + "empty.mp4");
+  // audio-only: a valid WAV file
+  RunCommand("printf 'RIFF$\\000\\000\\000WAVEfmt \\020\\000\\000\\000\\001\\000\\001\\000\\100\\037\\000\\000\\200>"
+             "\\000\\000\\002\\000\\020\\000data\\000\\000\\000\\000' > " + v + "audio.wav");
+  { VideoWriterOptions wo; VideoWriter w(v + "zero_frames.mp4", wo); w.Close(); }
+  // undecodable: a valid container whose coded frames are overwritten with noise
+  RunCommand("cp " + v + "00001.mp4 " + v + "garbled.mp4 && dd if=/dev/urandom of=" + v +
+             "garbled.mp4 bs=1 seek=200 count=3000 conv=notrunc 2>/dev/null");
+  std::ofstream list(d.dir + "/list.txt");
+  for (int i = 0; i < 16; ++i) {
+    char name[32];
+    std::snprintf(name, sizeof name, "videos/%05d.mp4 %d\n", i, i % 4);
+    list << name;
+    ++d.good;
+  }
+  for (const char* bad : {"missing.mp4", "truncated.mp4", "random.mp4", "empty.mp4", "audio.wav", "zero_frames.mp4",
+                          "garbled.mp4"}) {
+    list << "videos/" << bad << " 0\n";
+    ++d.bad;
+  }
+  d.list = d.dir + "/list.txt";
+  return d;
+}
+
+ClipDatasetOptions SmallOptions(const std::string& list, const std::string& root, bool train) {
+  ClipDatasetOptions o;
+  o.list_path = list;
+  o.data_root = root;
+  o.num_classes = 4;
+  o.num_frames = 4;
+  o.sampling_rate = 2;
+  o.crop_size = 32;
+  o.spatial_size = 32;
+  o.num_temporal_views = 2;
+  o.num_spatial_views = 3;
+  o.train = train;
+  o.seed = 11;
+  return o;
+}
+
+TEST(Loader, EveryKindOfBadInputIsSkippedAndCounted) {
+  const BadDataset d = MakeBadDataset();
+  auto ds = std::make_shared<VideoClipDataset>(SmallOptions(d.list, d.dir, true));
+  const int64_t n = ds->size();
+  Loader loader(ds, [n](int64_t) {
+    std::vector<int64_t> all(n);
+    std::iota(all.begin(), all.end(), 0);
+    return all;
+  }, 0, 2, 2, 1);
+  Batch b;
+  int64_t steps = 0;
+  while (loader.Next(&b)) {
+    ++steps;
+    EXPECT_EQ(b.clips.sizes(), (std::vector<int64_t>{n, 3, 4, 32, 32}));
+    for (size_t i = 16; i < b.indices.size(); ++i) EXPECT_LT(b.indices[i], 16) << "a bad video was used";
+    for (size_t i = 0; i < 16; ++i) EXPECT_EQ(b.indices[i], static_cast<int64_t>(i));
+  }
+  EXPECT_EQ(steps, 2);
+  // the garbled file may still decode (H.264 conceals errors); every other bad kind must be skipped
+  EXPECT_GE(loader.counters().skipped, 2 * (d.bad - 1));
+}
+
+TEST(Loader, MostlyBrokenDatasetAbortsClearly) {
+  const std::string dir = ScratchDir("all_bad");
+  {
+    std::ofstream list(dir + "/list.txt");
+    for (int i = 0; i < 10; ++i) list << "nope" << i << ".mp4 0\n";
+  }
+  auto ds = std::make_shared<VideoClipDataset>(SmallOptions(dir + "/list.txt", dir, true));
+  Loader loader(ds, [](int64_t) { return std::vector<int64_t>{0, 1, 2, 3}; }, 0, 100, 2, 2);
+  Batch b;
+  try {
+    while (loader.Next(&b)) {
+    }
+    FAIL() << "no error";
+  } catch (const DataError& e) {
+    EXPECT_NE(std::string(e.what()).find("most videos fail"), std::string::npos) << e.what();
+  }
+}
+
+TEST(Augmentation, SameSeedAndIndexGiveIdenticalTensorsAcrossThreadCounts) {
+  const std::string dir = ScratchDir("determinism");
+  SynthOptions o;
+  o.out_dir = dir;
+  o.videos = 8;
+  o.val_fraction = 0;
+  WriteSynthDataset(o);
+  auto ds = std::make_shared<VideoClipDataset>(SmallOptions(dir + "/train.txt", dir, true));
+  VideoReader r1, r2;
+  EXPECT_TRUE(torch::equal(ds->Load(3, 5, r1), ds->Load(3, 5, r2)));
+  EXPECT_FALSE(torch::equal(ds->Load(3, 5, r1), ds->Load(3, 6, r1)));  // other step, other draw
+  auto run = [&](int workers) {
+    Loader loader(ds, [](int64_t step) { return std::vector<int64_t>{(step * 3) % 8, (step * 5 + 1) % 8, 2}; }, 0, 6,
+                  workers, 3);
+    std::vector<torch::Tensor> out;
+    Batch b;
+    while (loader.Next(&b)) out.push_back(b.clips);
+    return out;
+  };
+  auto one = run(1), three = run(3);
+  ASSERT_EQ(one.size(), three.size());
+  for (size_t i = 0; i < one.size(); ++i) EXPECT_TRUE(torch::equal(one[i], three[i])) << "step " << i;
+}
+
+TEST(EvalViews, ShapeIsSpatialTimesTemporal) {
+  const std::string dir = ScratchDir("eval_views");
+  SynthOptions o;
+  o.out_dir = dir;
+  o.videos = 2;
+  o.width = 96;
+  o.height = 64;
+  o.val_fraction = 0;
+  WriteSynthDataset(o);
+  auto ds = VideoClipDataset(SmallOptions(dir + "/train.txt", dir, false));
+  VideoReader r;
+  auto views = ds.Load(0, 0, r);
+  EXPECT_EQ(views.sizes(), (std::vector<int64_t>{6, 3, 4, 32, 32}));
+}
+
+TEST(Loader, ShutsDownCleanlyMidEpoch) {
+  const std::string dir = ScratchDir("shutdown");
+  SynthOptions o;
+  o.out_dir = dir;
+  o.videos = 4;
+  o.val_fraction = 0;
+  WriteSynthDataset(o);
+  auto ds = std::make_shared<VideoClipDataset>(SmallOptions(dir + "/train.txt", dir, true));
+  const auto t0 = std::chrono::steady_clock::now();
+  {
+    Loader loader(ds, [](int64_t) { return std::vector<int64_t>{0, 1, 2, 3}; }, 0, 100000, 3, 4);
+    Batch b;
+    ASSERT_TRUE(loader.Next(&b));
+    ASSERT_TRUE(loader.Next(&b));
+  }  // destroyed with 99998 steps to go
+  EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), 10.0);
+}
+
+}  // namespace
+}  // namespace evl
