@@ -1,4 +1,5 @@
 #include "config.h"
+#include "default_config.h"
 
 #include <google/protobuf/descriptor.h>
 #include <google/protobuf/io/tokenizer.h>
@@ -353,19 +354,7 @@ void Finalize(EvlConfig* config) {
   RequirePositive("train.num_steps", config->train().num_steps());
 }
 
-const char* DefaultConfigText() {
-  return R"pb(# evl embedded default: tiny custom backbone on the synthetic motion dataset.
-model {
-  backbone { preset: "custom" width: 64 layers: 4 heads: 4 patch_size: 8 input_size: 32 }
-  decoder { num_layers: 2 qkv_dim: 64 num_heads: 4 mlp_dropout: 0.0 }
-  num_frames: 8
-  num_classes: 4
-  cls_dropout: 0.0
-}
-data { sampling_rate: 2 spatial_size: 32 num_temporal_views: 1 }
-train { batch_size: 16 num_steps: 150 lr: 1e-3 warmup_steps: 10 save_freq: 50 eval_freq: 150 print_freq: 10 run_dir: "runs/quickstart" }
-)pb";
-}
+const char* DefaultConfigText() { return kQuickstartConfigText; }
 
 EvlConfig LoadEffectiveConfig(const std::string& path, const std::vector<std::string>& overrides) {
   EvlConfig config = path.empty() ? ParseConfigText(DefaultConfigText(), "<embedded default>")

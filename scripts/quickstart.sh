@@ -6,4 +6,5 @@ cd "$(dirname "$0")/.."
 scripts/install-deps.sh
 scripts/build.sh
 ./build/launcher/evl info
-./build/launcher/evl config
+# The main job on the embedded default (configs/quickstart.pbtxt): 2 ranks, synthetic motion data.
+./build/launcher/evl launch -n 2 -- train

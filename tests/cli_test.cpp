@@ -49,6 +49,16 @@ TEST(Cli, BadConfigExitsNonZeroNamingThePlace) {
   EXPECT_NE(s.output.find("--set model.nope=1"), std::string::npos) << s.output;
 }
 
+TEST(Cli, ShippedConfigsAreValid) {
+  for (const char* name : {"quickstart", "k400_vitb16_8f_dec4x768", "k400_vitb16_16f_dec4x768", "k400_vitb16_32f_dec4x768",
+                           "k400_vitl14_8f_dec4x1024", "k400_vitl14_16f_dec4x1024", "k400_vitl14_32f_dec4x1024"}) {
+    auto r = RunCommand(kEvl + " config --config " + std::string(EVL_SOURCE_DIR) + "/configs/" + name + ".pbtxt");
+    EXPECT_EQ(r.status, 0) << name << "\n" << r.output;
+  }
+  auto q = RunCommand(kEvl + " config --config " + std::string(EVL_SOURCE_DIR) + "/configs/quickstart.pbtxt");
+  EXPECT_EQ(q.output, RunCommand(kEvl + " config").output) << "the embedded default is configs/quickstart.pbtxt";
+}
+
 TEST(Cli, UnfinishedSubcommandsDoNotPretend) {
   auto r = RunCommand(kEvl + " submit");
   EXPECT_NE(r.status, 0);

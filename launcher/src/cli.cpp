@@ -3,6 +3,8 @@
 #include <CLI/CLI.hpp>
 #include <glog/logging.h>
 
+#include <unistd.h>
+
 #include <iostream>
 
 #include "commands.h"
@@ -27,6 +29,13 @@ void AddConfigFlags(CLI::App* cmd, ConfigFlags* flags) {
 int NotImplemented(const std::string& name) {
   std::cerr << "evl " << name << ": not implemented yet\n";
   return 2;
+}
+
+// The running evl binary, so `evl launch` starts the same build on every rank.
+std::string SelfPath(const char* argv0) {
+  char buf[4096];
+  const ssize_t n = readlink("/proc/self/exe", buf, sizeof buf - 1);
+  return n > 0 ? std::string(buf, n) : argv0;
 }
 
 int RunConfig(const ConfigFlags& flags) {
@@ -58,7 +67,16 @@ int RunCli(int argc, char** argv) {
       ->required();
   predict->add_option("--logits-out", predict_request.logits_out, "write raw logits [V, num_classes] as .npy");
   auto* launch = app.add_subcommand("launch", "run an evl command on N local/hostfile ranks via mpirun");
-  launch->allow_extras();
+  int launch_ranks = 1;
+  std::string launch_hosts, launch_hostfile;
+  bool launch_oversubscribe = false, launch_bind = false;
+  std::vector<std::string> launch_command;
+  launch->add_option("-n,--np", launch_ranks, "number of ranks")->required();
+  launch->add_option("--hosts", launch_hosts, "comma-separated host[:slots] list (mpirun --host)");
+  launch->add_option("--hostfile", launch_hostfile, "mpirun hostfile");
+  launch->add_flag("--oversubscribe", launch_oversubscribe, "allow more ranks than cores (automatic locally)");
+  launch->add_flag("--bind", launch_bind, "bind each rank to a core (default: no binding)");
+  launch->add_option("command", launch_command, "the evl command to run on every rank, after --");
   auto* submit = app.add_subcommand("submit", "render and submit a Slurm batch job");
   AddConfigFlags(submit, &flags);
   auto* data = app.add_subcommand("data", "datasets: synth, probe, prepare, bench");
@@ -101,6 +119,9 @@ int RunCli(int argc, char** argv) {
   try {
     if (*config) return RunConfig(flags);
     if (*info) return RunInfo(info_model, flags);
+    if (*train) return RunTrain(&argc, &argv, flags);
+    if (*launch) return RunLaunch(launch_ranks, launch_hosts, launch_hostfile, launch_oversubscribe, launch_bind,
+                                  launch_command, SelfPath(argv[0]));
     if (*data) {
       if (*data_synth) {
         if (std::sscanf(synth_size.c_str(), "%dx%d", &synth.width, &synth.height) != 2)

@@ -15,6 +15,8 @@ std::string TorchVersion() { return TORCH_VERSION; }
 
 bool TorchCudaAvailable() { return torch::cuda::is_available(); }
 
+int TorchCudaDeviceCount() { return static_cast<int>(torch::cuda::device_count()); }
+
 int TorchNumThreads() { return at::get_num_threads(); }
 
 void SetTorchNumThreads(int n) {

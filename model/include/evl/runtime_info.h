@@ -8,6 +8,7 @@ namespace evl {
 
 std::string TorchVersion();
 bool TorchCudaAvailable();
+int TorchCudaDeviceCount();
 int TorchNumThreads();
 void SetTorchNumThreads(int n);
 // The BLAS shared library actually mapped into this process (resolved symlink), e.g.

@@ -1,0 +1,23 @@
+// Process topology of a job: MPI initialisation, world/local ranks (from MPI_Comm_split_type,
+// cross-checked against the launcher's environment), one GPU per local rank when CUDA is present,
+// and compute threads per rank from the cores this rank may use.
+#pragma once
+
+#include <string>
+
+namespace evl {
+
+struct Topology {
+  int rank = 0, world = 1;
+  int local_rank = 0, local_world = 1;
+  int threads = 1;
+  std::string host;
+};
+
+// Initialises MPI (MPI_THREAD_MULTIPLE) and fills the topology. `requested_threads` > 0 overrides
+// the automatic choice. Throws std::runtime_error on an inconsistent environment (local rank
+// disagreeing with OMPI_COMM_WORLD_LOCAL_RANK/SLURM_LOCALID, more local ranks than GPUs).
+Topology InitTopology(int* argc, char*** argv, int requested_threads);
+void FinalizeTopology();
+
+}  // namespace evl

@@ -1,0 +1,59 @@
+// Collectives between the ranks of a job, behind one interface with two backends: MPI for CPU
+// tensors and NCCL for CUDA tensors (built when NCCL is found).
+//
+// Every collective has a name and goes through one FIFO queue served by a communication thread, so
+// collectives run in the same order on every rank whichever thread asked, and the training thread
+// can overlap gradient all-reduces with the rest of backward. Every wait is bounded by the stall
+// timeout: a collective that does not complete in time is reported (name, sequence number, rank)
+// and the job is aborted with MPI_Abort instead of hanging.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include <ATen/core/Tensor.h>
+
+namespace evl {
+
+enum class ReduceOp { kSum, kMax, kMin };
+
+class CommWork {
+ public:
+  virtual ~CommWork() = default;
+  // Blocks until done (bounded by the stall timeout).
+  virtual void Wait() = 0;
+};
+
+class Communicator {
+ public:
+  virtual ~Communicator() = default;
+  virtual int rank() const = 0;
+  virtual int world() const = 0;
+  virtual std::string backend() const = 0;
+
+  // In place. Tensors must be contiguous; float/double/int64/bfloat16 (MPI) as needed by evl.
+  virtual std::shared_ptr<CommWork> AllReduceAsync(at::Tensor tensor, ReduceOp op, const std::string& name) = 0;
+  virtual std::shared_ptr<CommWork> BroadcastAsync(at::Tensor tensor, int root, const std::string& name) = 0;
+  // Gathers equally sized tensors from every rank into `out` ([world * numel]).
+  virtual std::shared_ptr<CommWork> AllGatherAsync(at::Tensor in, at::Tensor out, const std::string& name) = 0;
+
+  void AllReduce(at::Tensor t, ReduceOp op, const std::string& name) { AllReduceAsync(t, op, name)->Wait(); }
+  void Broadcast(at::Tensor t, int root, const std::string& name) { BroadcastAsync(t, root, name)->Wait(); }
+  void AllGather(at::Tensor in, at::Tensor out, const std::string& name) { AllGatherAsync(in, out, name)->Wait(); }
+  // Broadcasts a string from root (length first, then bytes).
+  std::string BroadcastString(const std::string& s, int root, const std::string& name);
+};
+
+// MPI backend over MPI_COMM_WORLD. REQUIRES: MPI initialised with MPI_THREAD_MULTIPLE (or
+// SERIALIZED: only the communication thread calls MPI after construction).
+std::unique_ptr<Communicator> MakeMpiCommunicator(double stall_timeout_s);
+
+// NCCL backend; the unique id travels over MPI from rank 0. Throws std::runtime_error when NCCL
+// was not built or CUDA is unavailable, naming which.
+std::unique_ptr<Communicator> MakeNcclCommunicator(double stall_timeout_s, int device_index);
+
+// Whether this build has the NCCL backend.
+bool NcclBuilt();
+
+}  // namespace evl

@@ -1,0 +1,34 @@
+// `evl train`: the EVL training loop of one rank. Components are passed in (the communicator),
+// or built from the config here (model, data, sampler, gradient reducer, optimizer, metrics).
+#pragma once
+
+#include <string>
+
+#include "evl/communicator.h"
+#include "evl_config.pb.h"
+
+namespace evl {
+
+struct RankContext {
+  int rank = 0, world = 1;
+  int local_rank = 0, local_world = 1;
+  int threads = 1;
+};
+
+struct EvalSummary {
+  int64_t videos = 0;     // in the list
+  int64_t evaluated = 0;  // decoded and scored
+  int64_t skipped = 0;    // undecodable: counted as wrong in the "over all" numbers
+  double top1_all = 0, top5_all = 0;          // over every video of the list
+  double top1_decoded = 0, top5_decoded = 0;  // over decoded videos only
+};
+
+// Trains per config; returns the process exit status (0 on success). Throws on configuration or
+// data errors with a message naming the field or file.
+int RunTraining(const EvlConfig& config, Communicator& comm, const RankContext& ctx);
+
+// Resolves data.train_list/val_list: when train_list is empty the synthetic dataset in
+// RUN_DIR/synth is used (rank 0 writes it if missing; every rank waits for it).
+void ResolveDataPaths(EvlConfig* config, Communicator& comm);
+
+}  // namespace evl

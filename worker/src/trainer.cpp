@@ -1,0 +1,368 @@
+#include "evl/trainer.h"
+
+#include <glog/logging.h>
+#include <sys/stat.h>
+#include <torch/torch.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdlib>
+#include <fstream>
+#include <iomanip>
+#include <sstream>
+
+#include "config.h"
+#include "evl/dataset.h"
+#include "evl/grad_sync.h"
+#include "evl/loader.h"
+#include "evl/model_factory.h"
+#include "evl/npy.h"
+#include "evl/sampler.h"
+#include "evl/synth.h"
+#include "evl/tensorboard.h"
+#include "evl/video_reader.h"
+
+namespace evl {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+double Since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+bool Exists(const std::string& p) {
+  struct stat st;
+  return stat(p.c_str(), &st) == 0;
+}
+
+void MakeDirs(const std::string& path) {
+  std::string cur;
+  std::stringstream ss(path);
+  std::string part;
+  if (!path.empty() && path[0] == '/') cur = "/";
+  while (std::getline(ss, part, '/')) {
+    if (part.empty()) continue;
+    cur += part + "/";
+    ::mkdir(cur.c_str(), 0755);
+  }
+}
+
+ClipDatasetOptions DatasetOptions(const EvlConfig& c, bool train) {
+  ClipDatasetOptions o;
+  o.list_path = train ? c.data().train_list() : c.data().val_list();
+  o.data_root = c.data().data_root();
+  o.num_classes = c.model().num_classes();
+  o.num_frames = c.model().num_frames();
+  o.sampling_rate = c.data().sampling_rate();
+  o.tsn_sampling = c.data().tsn_sampling();
+  o.crop_size = c.model().backbone().input_size();
+  o.spatial_size = c.data().spatial_size();
+  o.num_temporal_views = c.data().num_temporal_views();
+  o.num_spatial_views = c.data().num_spatial_views();
+  for (int i = 0; i < 3; ++i) {
+    o.mean[i] = c.data().mean(i);
+    o.std[i] = c.data().std(i);
+  }
+  o.mirror = c.data().mirror();
+  o.min_scale = c.data().random_resized_crop_min_scale();
+  o.seed = static_cast<uint64_t>(c.train().seed());
+  o.train = train;
+  return o;
+}
+
+double LearningRate(const TrainConfig& t, int64_t step) {
+  const double base = t.lr();
+  const int64_t warm = t.warmup_steps();
+  if (step < warm) return base * (step + 1) / warm;
+  const double progress = static_cast<double>(step - warm) / std::max<int64_t>(1, t.num_steps() - warm);
+  return base * 0.5 * (1.0 + std::cos(M_PI * progress));
+}
+
+// Everything that must agree across ranks, one fact per line, so a mismatch names its first line.
+std::string Fingerprint(const EvlConfig& c, torch::nn::Module& model, int64_t dataset_size) {
+  std::ostringstream s;
+  EvlConfig copy = c;
+  copy.mutable_train()->clear_threads();  // may legitimately differ per rank
+  s << ConfigToText(copy);
+  for (const auto& p : model.named_parameters()) s << "param " << p.key() << " " << p.value().sizes() << "\n";
+  s << "train dataset size " << dataset_size << "\n";
+  return s.str();
+}
+
+void CheckRanksAgree(const std::string& mine, Communicator& comm) {
+  const std::string root = comm.BroadcastString(mine, 0, "config check");
+  std::string diff;
+  if (root != mine) {
+    std::istringstream a(root), b(mine);
+    std::string la, lb;
+    int line = 0;
+    while (true) {
+      ++line;
+      const bool ha = static_cast<bool>(std::getline(a, la)), hb = static_cast<bool>(std::getline(b, lb));
+      if (!ha && !hb) break;
+      if (!ha || !hb || la != lb) {
+        diff = "line " + std::to_string(line) + ": rank 0 has '" + (ha ? la : "<end>") + "', rank " +
+               std::to_string(comm.rank()) + " has '" + (hb ? lb : "<end>") + "'";
+        break;
+      }
+    }
+  }
+  auto bad = torch::tensor({diff.empty() ? 0L : 1L}, torch::kLong);
+  comm.AllReduce(bad, ReduceOp::kSum, "config check result");
+  if (!diff.empty()) throw std::runtime_error("ranks disagree on the config/model/dataset, first difference at " + diff);
+  if (bad.item<int64_t>() > 0)
+    throw std::runtime_error("ranks disagree on the config/model/dataset (" + std::to_string(bad.item<int64_t>()) +
+                             " rank(s) differ from rank 0; see their logs)");
+}
+
+void BroadcastParameters(torch::nn::Module& model, Communicator& comm) {
+  torch::NoGradGuard ng;
+  std::vector<torch::Tensor> flat;
+  for (auto& p : model.parameters()) flat.push_back(p.detach().reshape({-1}));
+  auto buf = torch::cat(flat).contiguous();
+  comm.Broadcast(buf, 0, "initial parameters");
+  int64_t off = 0;
+  for (auto& p : model.parameters()) {
+    p.copy_(buf.narrow(0, off, p.numel()).view_as(p));
+    off += p.numel();
+  }
+}
+
+std::string Eta(double seconds) {
+  const int64_t s = static_cast<int64_t>(seconds);
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%ld:%02ld:%02ld", s / 3600, (s / 60) % 60, s % 60);
+  return buf;
+}
+
+EvalSummary Evaluate(EVLTransformer& model, const EvlConfig& config, Communicator& comm, const torch::Device& device) {
+  EvalSummary r;
+  if (config.data().val_list().empty()) return r;
+  VideoClipDataset ds(DatasetOptions(config, false));
+  const bool was_training = model->is_training();
+  model->eval();
+  VideoReader reader;
+  int64_t c1 = 0, c5 = 0, evaluated = 0, skipped = 0;
+  torch::NoGradGuard ng;
+  for (int64_t i = comm.rank(); i < ds.size(); i += comm.world()) {  // every video exactly once
+    torch::Tensor views;
+    try {
+      views = ds.Load(i, 0, reader);
+    } catch (const DataError& e) {
+      LOG(WARNING) << "eval: skipping (counted as wrong): " << e.what();
+      ++skipped;
+      continue;
+    }
+    auto probs = model->forward(views.to(device)).softmax(1).mean(0).to(torch::kCPU);
+    const int64_t label = ds.entry(i).label;
+    auto top = std::get<1>(probs.topk(std::min<int64_t>(5, probs.size(0))));
+    c1 += top[0].item<int64_t>() == label;
+    c5 += (top == label).any().item<bool>();
+    ++evaluated;
+  }
+  auto counts = torch::tensor({c1, c5, evaluated, skipped}, torch::kLong);
+  comm.AllReduce(counts, ReduceOp::kSum, "eval counts");
+  r.videos = ds.size();
+  r.evaluated = counts[2].item<int64_t>();
+  r.skipped = counts[3].item<int64_t>();
+  r.top1_all = 100.0 * counts[0].item<int64_t>() / r.videos;
+  r.top5_all = 100.0 * counts[1].item<int64_t>() / r.videos;
+  r.top1_decoded = r.evaluated ? 100.0 * counts[0].item<int64_t>() / r.evaluated : 0;
+  r.top5_decoded = r.evaluated ? 100.0 * counts[1].item<int64_t>() / r.evaluated : 0;
+  if (was_training) model->train();
+  return r;
+}
+
+}  // namespace
+
+void ResolveDataPaths(EvlConfig* config, Communicator& comm) {
+  DataConfig* d = config->mutable_data();
+  if (!d->train_list().empty()) return;
+  const std::string dir = config->train().run_dir() + "/synth";
+  if (comm.rank() == 0 && !Exists(dir + "/train.txt")) {
+    MakeDirs(config->train().run_dir());
+    SynthOptions o;
+    const auto& s = d->synthetic();
+    o.out_dir = dir;
+    o.classes = s.classes();
+    o.videos = s.videos();
+    o.frames = s.frames();
+    o.width = s.width();
+    o.height = s.height();
+    o.seed = static_cast<uint64_t>(s.seed());
+    LOG(INFO) << "writing the synthetic dataset (" << o.videos << " videos, " << o.classes << " classes) to " << dir;
+    WriteSynthDataset(o);
+  }
+  comm.BroadcastString("", 0, "synthetic dataset ready");
+  d->set_train_list(dir + "/train.txt");
+  d->set_val_list(dir + "/val.txt");
+  d->set_data_root(dir);
+}
+
+int RunTraining(const EvlConfig& input_config, Communicator& comm, const RankContext& ctx) {
+  EvlConfig config = input_config;
+  const TrainConfig& t = config.train();
+  const bool lead = comm.rank() == 0;
+  if (t.batch_size() % (comm.world() * t.batch_split()))
+    throw std::invalid_argument("train.batch_size " + std::to_string(t.batch_size()) + " must divide by world (" +
+                                std::to_string(comm.world()) + ") x train.batch_split (" +
+                                std::to_string(t.batch_split()) + ")");
+  if (!config.data().auto_augment().empty())
+    throw std::invalid_argument("data.auto_augment \"" + config.data().auto_augment() +
+                                "\": RandAugment is not implemented in evl yet; remove the field to train without it");
+  if (lead) MakeDirs(t.run_dir());
+  ResolveDataPaths(&config, comm);
+  const torch::Device device = SelectDevice(ctx.local_rank);
+
+  torch::manual_seed(static_cast<uint64_t>(t.seed()));  // identical decoder init on every rank
+  EVLTransformer model = BuildModel(config, device);
+  auto dataset = std::make_shared<VideoClipDataset>(DatasetOptions(config, true));
+  CheckRanksAgree(Fingerprint(config, *model, dataset->size()), comm);
+  BroadcastParameters(*model, comm);
+
+  std::vector<torch::Tensor> params;
+  for (auto& p : model->parameters()) params.push_back(p);
+  GradientReducer reducer(params, &comm, config.dist().bucket_size_mb());
+
+  std::vector<torch::optim::OptimizerParamGroup> groups;
+  if (t.no_decay_norm_bias()) {
+    std::vector<torch::Tensor> decay, no_decay;
+    for (auto& p : model->named_parameters()) {
+      const std::string& k = p.key();
+      const bool exempt = p.value().dim() < 2 || k.find("norm") != std::string::npos ||
+                          k.find("pos_embed") != std::string::npos || k.find("cls_token") != std::string::npos;
+      (exempt ? no_decay : decay).push_back(p.value());
+    }
+    groups.emplace_back(decay, std::make_unique<torch::optim::AdamWOptions>(
+                                   torch::optim::AdamWOptions(t.lr()).weight_decay(t.weight_decay())));
+    groups.emplace_back(no_decay,
+                        std::make_unique<torch::optim::AdamWOptions>(torch::optim::AdamWOptions(t.lr()).weight_decay(0)));
+  } else {
+    groups.emplace_back(params, std::make_unique<torch::optim::AdamWOptions>(
+                                    torch::optim::AdamWOptions(t.lr()).weight_decay(t.weight_decay())));
+  }
+  torch::optim::AdamW optimizer(std::move(groups));
+
+  GlobalSampler sampler(dataset->size(), t.batch_size(), static_cast<uint64_t>(t.seed()));
+  const int rank = comm.rank(), world = comm.world();
+  Loader loader(dataset, [&sampler, rank, world](int64_t step) { return sampler.RankIndices(step, rank, world); }, 0,
+                t.num_steps(), config.data().num_workers(), config.data().prefetch_batches());
+
+  std::unique_ptr<TensorBoardWriter> tb;
+  std::ofstream metrics;
+  if (lead) {
+    tb = std::make_unique<TensorBoardWriter>(t.run_dir());
+    metrics.open(t.run_dir() + "/metrics.jsonl", std::ios::trunc);
+    LOG(INFO) << "training: " << world << " rank(s) x " << ctx.threads << " thread(s), device " << device
+              << ", global batch " << t.batch_size() << " (split " << t.batch_split() << "), " << t.num_steps()
+              << " steps, dataset " << dataset->size() << " videos, comm " << comm.backend() << " ("
+              << reducer.num_buckets() << " gradient bucket(s))";
+  }
+  const char* exit_at = std::getenv("EVL_TEST_EXIT_AT_STEP");  // test hook: simulate a dying rank
+  const int64_t local_batch = t.batch_size() / world, micro = local_batch / t.batch_split();
+  const auto start = Clock::now();
+  double window_start_s = 0, window_wait = 0, window_comm = 0;
+  int64_t window_clips = 0;
+  EvalSummary last_eval;
+  for (int64_t step = 0; step < t.num_steps(); ++step) {
+    if (exit_at && std::atoll(exit_at) == step) {
+      LOG(ERROR) << "EVL_TEST_EXIT_AT_STEP: exiting at step " << step;
+      std::_Exit(7);
+    }
+    const double wait0 = loader.counters().wait_s;
+    Batch batch;
+    if (!loader.Next(&batch)) break;
+    window_wait += loader.counters().wait_s - wait0;
+    const double lr = LearningRate(t, step);
+    for (auto& g : optimizer.param_groups()) static_cast<torch::optim::AdamWOptions&>(g.options()).lr(lr);
+    model->train();
+    optimizer.zero_grad();
+    // Dropout masks from a generator seeded by (seed, step, rank): reproducible, and resumable.
+    torch::manual_seed(static_cast<uint64_t>(t.seed()) * 1000003ULL + static_cast<uint64_t>(step) * 131ULL +
+                       static_cast<uint64_t>(rank) + 1);
+    double loss_sum = 0;
+    int64_t c1 = 0, c5 = 0;
+    for (int j = 0; j < t.batch_split(); ++j) {
+      auto x = batch.clips.narrow(0, j * micro, micro).to(device, /*non_blocking=*/true);
+      auto y = batch.labels.narrow(0, j * micro, micro).to(device);
+      if (j == t.batch_split() - 1) reducer.Prepare();
+      auto logits = model->forward(x);
+      auto loss = torch::nn::functional::cross_entropy(
+                      logits, y, torch::nn::functional::CrossEntropyFuncOptions().label_smoothing(t.label_smoothing())) /
+                  t.batch_split();
+      loss.backward();
+      loss_sum += loss.item<double>();
+      auto top = std::get<1>(logits.detach().topk(std::min<int64_t>(5, logits.size(1)), 1));
+      c1 += top.select(1, 0).eq(y).sum().item<int64_t>();
+      c5 += top.eq(y.unsqueeze(1)).any(1).sum().item<int64_t>();
+    }
+    window_comm += reducer.Finish();
+    if (t.grad_clip() > 0) torch::nn::utils::clip_grad_norm_(params, t.grad_clip());
+    optimizer.step();
+
+    auto stats = torch::tensor({loss_sum, static_cast<double>(c1), static_cast<double>(c5), static_cast<double>(local_batch)},
+                               torch::kDouble);
+    comm.AllReduce(stats, ReduceOp::kSum, "step metrics");
+    const double loss = stats[0].item<double>() / world, n = stats[3].item<double>();
+    const double top1 = 100 * stats[1].item<double>() / n, top5 = 100 * stats[2].item<double>() / n;
+    window_clips += static_cast<int64_t>(n);
+    if (lead) {
+      metrics << std::setprecision(9) << "{\"step\": " << step << ", \"loss\": " << loss << ", \"top1\": " << top1
+              << ", \"top5\": " << top5 << ", \"lr\": " << lr << "}\n";
+      tb->AddScalar("train/loss", static_cast<float>(loss), step);
+      tb->AddScalar("train/lr", static_cast<float>(lr), step);
+    }
+    const bool print = (step + 1) % std::max(1, t.print_freq()) == 0 || step + 1 == t.num_steps();
+    if (print) {
+      const double now = Since(start), span = now - window_start_s;
+      const auto skipped = torch::tensor({loader.counters().skipped}, torch::kLong);
+      comm.AllReduce(skipped, ReduceOp::kSum, "skipped videos");
+      if (lead) {
+        const double cps = window_clips / std::max(1e-9, span);
+        LOG(INFO) << "step " << step + 1 << "/" << t.num_steps() << std::fixed << std::setprecision(4) << "  loss "
+                  << loss << std::setprecision(1) << "  top1 " << top1 << "  top5 " << top5 << std::scientific
+                  << std::setprecision(2) << "  lr " << lr << std::fixed << std::setprecision(1) << "  clips/s " << cps
+                  << " (" << cps / world << "/rank)  data-wait " << 100 * window_wait / std::max(1e-9, span)
+                  << "%  comm-wait " << 100 * window_comm / std::max(1e-9, span) << "%  eta "
+                  << Eta(now / (step + 1) * (t.num_steps() - step - 1)) << "  skipped " << skipped.item<int64_t>();
+        tb->AddScalar("train/top1", static_cast<float>(top1), step);
+        tb->AddScalar("train/clips_per_s", static_cast<float>(cps), step);
+        tb->Flush();
+        metrics.flush();
+      }
+      window_start_s = now;
+      window_wait = window_comm = 0;
+      window_clips = 0;
+    }
+    const bool eval_now = (t.eval_freq() > 0 && (step + 1) % t.eval_freq() == 0) || step + 1 == t.num_steps();
+    if (eval_now && !config.data().val_list().empty()) {
+      last_eval = Evaluate(model, config, comm, device);
+      if (lead) {
+        LOG(INFO) << "eval at step " << step + 1 << ": top1 " << std::fixed << std::setprecision(2) << last_eval.top1_all
+                  << "  top5 " << last_eval.top5_all << " over all " << last_eval.videos << " videos ("
+                  << last_eval.skipped << " undecodable; over decoded: top1 " << last_eval.top1_decoded << ")";
+        metrics << "{\"eval_step\": " << step + 1 << ", \"top1\": " << last_eval.top1_all << ", \"top5\": "
+                << last_eval.top5_all << ", \"videos\": " << last_eval.videos << ", \"skipped\": " << last_eval.skipped
+                << "}\n";
+        metrics.flush();
+        tb->AddScalar("eval/top1", static_cast<float>(last_eval.top1_all), step);
+        tb->AddScalar("eval/top5", static_cast<float>(last_eval.top5_all), step);
+        tb->Flush();
+      }
+    }
+  }
+  if (lead) {
+    std::vector<torch::Tensor> flat;
+    std::ofstream index(t.run_dir() + "/final_params.txt");
+    int64_t offset = 0;
+    for (auto& p : model->named_parameters()) {
+      flat.push_back(p.value().detach().reshape({-1}).to(torch::kCPU));
+      index << p.key() << " " << offset << " " << p.value().numel() << "\n";
+      offset += p.value().numel();
+    }
+    WriteNpy(t.run_dir() + "/final_params.npy", torch::cat(flat));
+    LOG(INFO) << "done in " << Eta(Since(start)) << "; metrics in " << t.run_dir() << "/metrics.jsonl, TensorBoard in "
+              << t.run_dir();
+  }
+  return 0;
+}
+
+}  // namespace evl
