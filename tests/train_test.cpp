@@ -53,10 +53,12 @@ TEST(Train, RankCountInvariance) {
   ASSERT_EQ(r1.status, 0) << r1.output;
   auto r2 = RunCommand(kMpirun + "-np 2 " + kEvl + " train" + SmallRun(d2));
   ASSERT_EQ(r2.status, 0) << r2.output;
+  { std::ofstream(d1 + "/log.txt") << r1.output; std::ofstream(d2 + "/log.txt") << r2.output; }
   auto l1 = StepLosses(d1), l2 = StepLosses(d2);
   ASSERT_EQ(l1.size(), 12u);
   ASSERT_EQ(l2.size(), 12u);
-  for (size_t i = 0; i < l1.size(); ++i) EXPECT_NEAR(l1[i], l2[i], 1e-5 * std::abs(l1[i])) << "step " << i;
+  for (size_t i = 0; i < l1.size(); ++i)
+    EXPECT_NEAR(l1[i], l2[i], 1e-5 * std::abs(l1[i])) << "step " << i;
   auto p1 = ReadNpy(d1 + "/final_params.npy"), p2 = ReadNpy(d2 + "/final_params.npy");
   ASSERT_EQ(p1.sizes(), p2.sizes());
   const double scale = p1.abs().max().item<double>();

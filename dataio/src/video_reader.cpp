@@ -163,7 +163,11 @@ at::Tensor VideoReader::Decode(const std::vector<int64_t>& indices, int out_h, i
           s.sws = sws_getCachedContext(s.sws, s.frame->width, s.frame->height, static_cast<AVPixelFormat>(s.frame->format),
                                        out_w, out_h, AV_PIX_FMT_RGB24, SWS_BILINEAR, nullptr, nullptr, nullptr);
           if (!s.sws) s.Fail("cannot convert pixel format " + std::to_string(s.frame->format));
-          auto out = torch::empty({out_h, out_w, 3}, torch::kUInt8);
+          // swscale's SIMD paths may write up to a vector past the end of a row; pad the buffer so
+          // the last row's overrun stays inside it.
+          auto out = torch::empty({static_cast<int64_t>(out_h) * out_w * 3 + 64}, torch::kUInt8)
+                         .narrow(0, 0, static_cast<int64_t>(out_h) * out_w * 3)
+                         .view({out_h, out_w, 3});
           uint8_t* dst[4] = {out.data_ptr<uint8_t>(), nullptr, nullptr, nullptr};
           int stride[4] = {out_w * 3, 0, 0, 0};
           sws_scale(s.sws, s.frame->data, s.frame->linesize, 0, s.frame->height, dst, stride);

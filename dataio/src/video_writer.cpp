@@ -1,5 +1,8 @@
 #include "evl/video_writer.h"
 
+#include <cstring>
+#include <vector>
+
 extern "C" {
 #include <libavcodec/avcodec.h>
 #include <libavformat/avformat.h>
@@ -21,6 +24,7 @@ struct VideoWriter::State {
   AVPacket* pkt = nullptr;
   SwsContext* sws = nullptr;
   int64_t next_pts = 0;
+  std::vector<uint8_t> padded;
   bool closed = false;
 
   [[noreturn]] void Fail(const std::string& why) { throw DataError(path + ": " + why); }
@@ -104,7 +108,11 @@ VideoWriter::~VideoWriter() {
 void VideoWriter::Write(const uint8_t* rgb) {
   State& s = *s_;
   av_frame_make_writable(s.frame);
-  const uint8_t* src[4] = {rgb, nullptr, nullptr, nullptr};
+  // swscale may read a vector past the end of the last row: convert from a padded copy.
+  const size_t bytes = static_cast<size_t>(s.o.width) * s.o.height * 3;
+  s.padded.resize(bytes + 64);
+  std::memcpy(s.padded.data(), rgb, bytes);
+  const uint8_t* src[4] = {s.padded.data(), nullptr, nullptr, nullptr};
   int stride[4] = {s.o.width * 3, 0, 0, 0};
   sws_scale(s.sws, src, stride, 0, s.o.height, s.frame->data, s.frame->linesize);
   s.frame->pts = s.next_pts++;
