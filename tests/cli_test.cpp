@@ -2,6 +2,7 @@
 
 #include <fstream>
 
+#include "test_paths.h"
 #include "test_util.h"
 
 namespace evl::test {

@@ -7,6 +7,7 @@
 #include <chrono>
 #include <fstream>
 
+#include "test_paths.h"
 #include "evl/dataset.h"
 #include "evl/loader.h"
 #include "evl/sampling.h"

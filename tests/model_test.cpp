@@ -8,6 +8,7 @@
 #include <set>
 #include <sys/stat.h>
 
+#include "test_paths.h"
 #include "evl/model.h"
 #include "evl/npy.h"
 #include "evl/weights.h"

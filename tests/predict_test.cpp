@@ -5,6 +5,7 @@
 
 #include <fstream>
 
+#include "test_paths.h"
 #include "evl/npy.h"
 #include "test_util.h"
 

@@ -2,6 +2,8 @@
 
 #include <sys/stat.h>
 
+#include <xmmintrin.h>
+
 #include <cmath>
 #include <fstream>
 #include <random>
@@ -61,7 +63,24 @@ int ReadFrameCode(const uint8_t* rgb, int width, int height) {
   return code;
 }
 
+namespace {
+
+// Encoders compute rate control in floating point; a caller that enabled flush-to-zero or another
+// rounding mode (numeric libraries do) would change their decisions and so the bytes. Encode under
+// the default SSE control word, restored afterwards.
+class DefaultFloatEnvironment {
+ public:
+  DefaultFloatEnvironment() : saved_(_mm_getcsr()) { _mm_setcsr(0x1F80); }
+  ~DefaultFloatEnvironment() { _mm_setcsr(saved_); }
+
+ private:
+  unsigned saved_;
+};
+
+}  // namespace
+
 void WriteSynthDataset(const SynthOptions& o) {
+  DefaultFloatEnvironment fenv;
   if (o.classes < 2) throw DataError("synth: --classes must be >= 2");
   if (o.width % 2 || o.height % 2 || o.width < 2 * kCodeBits || o.height < 2 * kCodeRows)
     throw DataError("synth: --size must be even and at least " + std::to_string(2 * kCodeBits) + "x" +

@@ -6,6 +6,7 @@
 extern "C" {
 #include <libavcodec/avcodec.h>
 #include <libavformat/avformat.h>
+#include <libavutil/mem.h>
 #include <libavutil/opt.h>
 #include <libswscale/swscale.h>
 }
@@ -24,7 +25,7 @@ struct VideoWriter::State {
   AVPacket* pkt = nullptr;
   SwsContext* sws = nullptr;
   int64_t next_pts = 0;
-  std::vector<uint8_t> padded;
+  uint8_t* padded = nullptr;  // av_malloc: aligned for swscale
   bool closed = false;
 
   [[noreturn]] void Fail(const std::string& why) { throw DataError(path + ": " + why); }
@@ -48,6 +49,7 @@ struct VideoWriter::State {
     av_packet_free(&pkt);
     sws_freeContext(sws);
     sws = nullptr;
+    av_freep(&padded);
   }
 };
 
@@ -92,6 +94,12 @@ VideoWriter::VideoWriter(const std::string& path, const VideoWriterOptions& opti
   s.frame->width = options.width;
   s.frame->height = options.height;
   av_frame_get_buffer(s.frame, 0);
+  // The planes' alignment padding is never written by swscale, and an encoder reading it would make
+  // the bytes depend on whatever the allocator handed out: same frames must give the same file.
+  for (int p = 0; p < 3; ++p) {
+    const int rows = p == 0 ? options.height : (options.height + 1) / 2;
+    std::memset(s.frame->data[p], 0, static_cast<size_t>(s.frame->linesize[p]) * rows);
+  }
   s.pkt = av_packet_alloc();
   s.sws = sws_getContext(options.width, options.height, AV_PIX_FMT_RGB24, options.width, options.height,
                          AV_PIX_FMT_YUV420P, SWS_BILINEAR, nullptr, nullptr, nullptr);
@@ -108,11 +116,13 @@ VideoWriter::~VideoWriter() {
 void VideoWriter::Write(const uint8_t* rgb) {
   State& s = *s_;
   av_frame_make_writable(s.frame);
-  // swscale may read a vector past the end of the last row: convert from a padded copy.
+  // Convert from an aligned, padded copy: swscale may read a vector past the end of the last row,
+  // and it picks another code path (with other rounding) for unaligned input, which made the
+  // output depend on where the caller's buffer happened to sit.
   const size_t bytes = static_cast<size_t>(s.o.width) * s.o.height * 3;
-  s.padded.resize(bytes + 64);
-  std::memcpy(s.padded.data(), rgb, bytes);
-  const uint8_t* src[4] = {s.padded.data(), nullptr, nullptr, nullptr};
+  if (!s.padded) s.padded = static_cast<uint8_t*>(av_malloc(bytes + 64));
+  std::memcpy(s.padded, rgb, bytes);
+  const uint8_t* src[4] = {s.padded, nullptr, nullptr, nullptr};
   int stride[4] = {s.o.width * 3, 0, 0, 0};
   sws_scale(s.sws, src, stride, 0, s.o.height, s.frame->data, s.frame->linesize);
   s.frame->pts = s.next_pts++;

@@ -12,6 +12,8 @@
 #include "evl/logging.h"
 #include "evl/predict.h"
 #include "evl/synth.h"
+#include "evl/trainer.h"
+#include "evl/checkpoint.h"
 #include "evl/video_list.h"
 
 namespace evl {
@@ -58,6 +60,10 @@ int RunCli(int argc, char** argv) {
 
   auto* train = app.add_subcommand("train", "train the EVL decoder (under mpirun/srun or alone)");
   AddConfigFlags(train, &flags);
+  TrainFlags train_flags;
+  train->add_option("--resume", train_flags.resume, "resume from this checkpoint (wins over train.auto_resume)");
+  train->add_option("--init-from", train_flags.init_from, "initialise the decoder from an official .pth");
+  train->add_flag("--force-resume", train_flags.force_resume, "resume even if math-relevant config fields differ");
   auto* eval = app.add_subcommand("eval", "distributed multi-view evaluation of a checkpoint");
   AddConfigFlags(eval, &flags);
   auto* predict = app.add_subcommand("predict", "logits for one video or a .npy clip tensor");
@@ -103,7 +109,16 @@ int RunCli(int argc, char** argv) {
   auto* data_bench = data->add_subcommand("bench", "decode throughput of the train and eval paths");
   data_bench->allow_extras();
   auto* ckpt = app.add_subcommand("ckpt", "checkpoints: inspect, verify, export");
-  ckpt->allow_extras();
+  ckpt->require_subcommand(1);
+  std::string ckpt_path;
+  for (const char* action : {"inspect", "verify"}) {
+    auto* sub = ckpt->add_subcommand(action, std::string(action) == "inspect"
+                                                 ? "print the manifest, tensors and verification result"
+                                                 : "check every tensor's checksum; exit non-zero if any fails");
+    sub->add_option("path", ckpt_path, "checkpoint file")->required();
+  }
+  auto* ckpt_export = ckpt->add_subcommand("export", "write a .pth that torch.load opens");
+  ckpt_export->allow_extras();
   auto* config = app.add_subcommand("config", "validate a config and print the effective one");
   AddConfigFlags(config, &flags);
   auto* info = app.add_subcommand("info", "versions built with and running with (for bug reports)");
@@ -119,7 +134,12 @@ int RunCli(int argc, char** argv) {
   try {
     if (*config) return RunConfig(flags);
     if (*info) return RunInfo(info_model, flags);
-    if (*train) return RunTrain(&argc, &argv, flags);
+    if (*train) return RunTrain(&argc, &argv, flags, train_flags);
+    if (*ckpt) {
+      const std::string action = ckpt->get_subcommands().front()->get_name();
+      if (action == "export") return NotImplemented("ckpt export");
+      return RunCkpt(action, ckpt_path);
+    }
     if (*launch) return RunLaunch(launch_ranks, launch_hosts, launch_hostfile, launch_oversubscribe, launch_bind,
                                   launch_command, SelfPath(argv[0]));
     if (*data) {
@@ -139,6 +159,9 @@ int RunCli(int argc, char** argv) {
   } catch (const ConfigError& e) {
     LOG(ERROR) << e.what();
     return 2;
+  } catch (const CheckpointError& e) {
+    LOG(ERROR) << e.what();
+    return 1;
   } catch (const DataError& e) {
     LOG(ERROR) << e.what();
     return 1;

@@ -9,10 +9,11 @@
 #include "evl/runtime_info.h"
 #include "evl/topology.h"
 #include "evl/trainer.h"
+#include "evl/trainer.h"
 
 namespace evl {
 
-int RunTrain(int* argc, char*** argv, const ConfigFlags& flags) {
+int RunTrain(int* argc, char*** argv, const ConfigFlags& flags, const TrainFlags& train_flags) {
   // Config errors surface before MPI starts, on every rank, with the file and field.
   EvlConfig config = LoadEffectiveConfig(flags.config_path, flags.overrides);
   Topology topo = InitTopology(argc, argv, config.train().threads());
@@ -28,7 +29,8 @@ int RunTrain(int* argc, char*** argv, const ConfigFlags& flags) {
     else
       comm = MakeMpiCommunicator(config.dist().stall_timeout_s());
     RankContext ctx{topo.rank, topo.world, topo.local_rank, topo.local_world, topo.threads};
-    status = RunTraining(config, *comm, ctx);
+    InstallStopSignalHandlers();
+    status = RunTraining(config, *comm, ctx, train_flags);
   } catch (const std::exception& e) {
     LOG(ERROR) << e.what();
     // Other ranks may be waiting in a collective: take the whole job down now.

@@ -30,12 +30,14 @@ double Now() {
 
 }  // namespace
 
-uint32_t Crc32c(const void* data, size_t n) {
+uint32_t Crc32cExtend(uint32_t crc, const void* data, size_t n) {
   const auto* p = static_cast<const uint8_t*>(data);
-  uint32_t c = 0xFFFFFFFFu;
+  uint32_t c = crc ^ 0xFFFFFFFFu;
   for (size_t i = 0; i < n; ++i) c = Table((c ^ p[i]) & 0xFF) ^ (c >> 8);
   return c ^ 0xFFFFFFFFu;
 }
+
+uint32_t Crc32c(const void* data, size_t n) { return Crc32cExtend(0, data, n); }
 
 uint32_t MaskCrc(uint32_t crc) { return ((crc >> 15) | (crc << 17)) + 0xa282ead8u; }
 

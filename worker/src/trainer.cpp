@@ -4,7 +4,9 @@
 #include <sys/stat.h>
 #include <torch/torch.h>
 
+#include <atomic>
 #include <chrono>
+#include <csignal>
 #include <cmath>
 #include <cstdlib>
 #include <fstream>
@@ -12,7 +14,9 @@
 #include <sstream>
 
 #include "config.h"
+#include "evl/checkpoint.h"
 #include "evl/dataset.h"
+#include "evl/weights.h"
 #include "evl/grad_sync.h"
 #include "evl/loader.h"
 #include "evl/model_factory.h"
@@ -171,7 +175,110 @@ EvalSummary Evaluate(EVLTransformer& model, const EvlConfig& config, Communicato
   return r;
 }
 
+std::atomic<int> g_stop_signal{0};
+
+void OnStopSignal(int sig) { g_stop_signal.store(sig); }
+
+std::string OptimKey(const torch::Tensor& p) { return c10::guts::to_string(p.unsafeGetTensorImpl()); }
+
+CheckpointState Snapshot(EVLTransformer& model, torch::optim::AdamW& opt, const EvlConfig& config, int64_t next_step,
+                         int world, double lr) {
+  CheckpointState s;
+  s.step = next_step;
+  s.world_size = world;
+  s.seed = config.train().seed();
+  s.lr = lr;
+  s.config_text = ConfigToText(config);
+  const auto& bb = config.model().backbone();
+  s.backbone_preset = bb.preset();
+  s.backbone_weights = bb.weights();
+  s.backbone_init_seed = bb.init_seed();
+  if (!bb.weights().empty()) {
+    static std::map<std::string, std::pair<uint64_t, uint32_t>> digests;  // the file does not change in a run
+    if (!digests.count(bb.weights())) digests[bb.weights()] = FileDigest(bb.weights());
+    std::tie(s.backbone_bytes, s.backbone_crc32c) = digests[bb.weights()];
+  }
+  torch::NoGradGuard ng;
+  for (const auto& p : model->named_parameters()) {
+    s.tensors.emplace_back("model/" + p.key(), p.value().detach().to(torch::kCPU).clone());
+    auto it = opt.state().find(OptimKey(p.value()));
+    if (it == opt.state().end()) continue;
+    auto& st = static_cast<torch::optim::AdamWParamState&>(*it->second);
+    s.tensors.emplace_back("optim/" + p.key() + "/exp_avg", st.exp_avg().to(torch::kCPU).clone());
+    s.tensors.emplace_back("optim/" + p.key() + "/exp_avg_sq", st.exp_avg_sq().to(torch::kCPU).clone());
+    s.tensors.emplace_back("optim/" + p.key() + "/step", torch::tensor({st.step()}, torch::kLong));
+  }
+  return s;
+}
+
+void Restore(const CheckpointState& s, EVLTransformer& model, torch::optim::AdamW& opt, const std::string& path) {
+  std::map<std::string, torch::Tensor> t(s.tensors.begin(), s.tensors.end());
+  torch::NoGradGuard ng;
+  for (const auto& p : model->named_parameters()) {
+    auto it = t.find("model/" + p.key());
+    if (it == t.end()) throw CheckpointError(path + ": has no tensor 'model/" + p.key() + "'");
+    if (!it->second.sizes().equals(p.value().sizes()))
+      throw CheckpointError(path + ": tensor 'model/" + p.key() + "' has another shape than the model's");
+    p.value().copy_(it->second);
+    auto avg = t.find("optim/" + p.key() + "/exp_avg"), sq = t.find("optim/" + p.key() + "/exp_avg_sq"),
+         step = t.find("optim/" + p.key() + "/step");
+    if (avg == t.end() || sq == t.end() || step == t.end()) continue;
+    auto st = std::make_unique<torch::optim::AdamWParamState>();
+    st->step(step->second.item<int64_t>());
+    st->exp_avg(avg->second.to(p.value().device()).clone());
+    st->exp_avg_sq(sq->second.to(p.value().device()).clone());
+    opt.state()[OptimKey(p.value())] = std::move(st);
+  }
+}
+
 }  // namespace
+
+void InstallStopSignalHandlers() {
+  std::signal(SIGUSR1, OnStopSignal);
+  std::signal(SIGTERM, OnStopSignal);
+}
+
+std::vector<std::string> MathConfigDifferences(const EvlConfig& saved, const EvlConfig& now) {
+  std::vector<std::string> diffs;
+  auto cmp = [&](const std::string& field, const google::protobuf::Message& a, const google::protobuf::Message& b) {
+    const std::string ta = ConfigToText(a), tb = ConfigToText(b);
+    if (ta == tb) return;
+    std::istringstream sa(ta), sb(tb);
+    std::string la, lb;
+    while (true) {
+      const bool ha = static_cast<bool>(std::getline(sa, la)), hb = static_cast<bool>(std::getline(sb, lb));
+      if (!ha && !hb) break;
+      if (la != lb) diffs.push_back(field + ": " + (ha ? la : "<none>") + " -> " + (hb ? lb : "<none>"));
+    }
+  };
+  cmp("model", saved.model(), now.model());
+  auto math_train = [](const TrainConfig& t) {
+    TrainConfig m;
+    m.set_batch_size(t.batch_size());
+    m.set_lr(t.lr());
+    m.set_weight_decay(t.weight_decay());
+    m.set_no_decay_norm_bias(t.no_decay_norm_bias());
+    m.set_num_steps(t.num_steps());
+    m.set_warmup_steps(t.warmup_steps());
+    m.set_seed(t.seed());
+    m.set_label_smoothing(t.label_smoothing());
+    m.set_grad_clip(t.grad_clip());
+    return m;
+  };
+  cmp("train", math_train(saved.train()), math_train(now.train()));
+  auto math_data = [](const DataConfig& d) {
+    DataConfig m;
+    m.set_sampling_rate(d.sampling_rate());
+    m.set_tsn_sampling(d.tsn_sampling());
+    m.set_mirror(d.mirror());
+    m.set_random_resized_crop_min_scale(d.random_resized_crop_min_scale());
+    *m.mutable_mean() = d.mean();
+    *m.mutable_std() = d.std();
+    return m;
+  };
+  cmp("data", math_data(saved.data()), math_data(now.data()));
+  return diffs;
+}
 
 void ResolveDataPaths(EvlConfig* config, Communicator& comm) {
   DataConfig* d = config->mutable_data();
@@ -197,7 +304,7 @@ void ResolveDataPaths(EvlConfig* config, Communicator& comm) {
   d->set_data_root(dir);
 }
 
-int RunTraining(const EvlConfig& input_config, Communicator& comm, const RankContext& ctx) {
+int RunTraining(const EvlConfig& input_config, Communicator& comm, const RankContext& ctx, const TrainFlags& flags) {
   EvlConfig config = input_config;
   const TrainConfig& t = config.train();
   const bool lead = comm.rank() == 0;
@@ -215,8 +322,6 @@ int RunTraining(const EvlConfig& input_config, Communicator& comm, const RankCon
   torch::manual_seed(static_cast<uint64_t>(t.seed()));  // identical decoder init on every rank
   EVLTransformer model = BuildModel(config, device);
   auto dataset = std::make_shared<VideoClipDataset>(DatasetOptions(config, true));
-  CheckRanksAgree(Fingerprint(config, *model, dataset->size()), comm);
-  BroadcastParameters(*model, comm);
 
   std::vector<torch::Tensor> params;
   for (auto& p : model->parameters()) params.push_back(p);
@@ -241,32 +346,78 @@ int RunTraining(const EvlConfig& input_config, Communicator& comm, const RankCon
   }
   torch::optim::AdamW optimizer(std::move(groups));
 
+  if (!flags.init_from.empty()) {
+    const auto report = LoadEvlWeights(*model, flags.init_from, /*strict=*/false);
+    if (lead) LOG(INFO) << "initialised from " << flags.init_from << ": " << report.ToString();
+  }
+  int64_t start_step = 0;
+  std::string resume = flags.resume;
+  if (resume.empty() && t.auto_resume()) {
+    std::vector<std::string> skipped;
+    resume = FindNewestValidCheckpoint(t.run_dir(), &skipped);
+    if (lead)
+      for (const auto& s : skipped) LOG(WARNING) << "auto-resume: skipping invalid checkpoint: " << s;
+  }
+  if (!resume.empty()) {
+    const CheckpointState ck = ReadCheckpointFile(resume);
+    EvlConfig saved;
+    try {
+      saved = ParseConfigText(ck.config_text, resume + " (saved config)");
+    } catch (const ConfigError& e) {
+      throw CheckpointError(e.what());
+    }
+    const auto diffs = MathConfigDifferences(saved, config);
+    if (!diffs.empty()) {
+      std::string list;
+      for (const auto& d : diffs) list += "\n  " + d;
+      if (!flags.force_resume)
+        throw std::invalid_argument("refusing to resume " + resume + ": the config differs in fields that change the math:" +
+                                    list + "\n(pass --force-resume to resume anyway)");
+      if (lead) LOG(WARNING) << "resuming despite config differences (--force-resume):" << list;
+    }
+    Restore(ck, model, optimizer, resume);
+    start_step = ck.step;
+    if (lead)
+      LOG(INFO) << "resumed from " << resume << " at step " << start_step << " (saved by " << ck.world_size
+                << " rank(s), now " << comm.world() << ")";
+  }
+
+  CheckRanksAgree(Fingerprint(config, *model, dataset->size()) + "start step " + std::to_string(start_step) + "\n", comm);
+  BroadcastParameters(*model, comm);
+  std::unique_ptr<AsyncCheckpointer> checkpointer;
+  if (lead) checkpointer = std::make_unique<AsyncCheckpointer>(t.run_dir(), t.keep_last());
+
   GlobalSampler sampler(dataset->size(), t.batch_size(), static_cast<uint64_t>(t.seed()));
   const int rank = comm.rank(), world = comm.world();
-  Loader loader(dataset, [&sampler, rank, world](int64_t step) { return sampler.RankIndices(step, rank, world); }, 0,
+  Loader loader(dataset, [&sampler, rank, world](int64_t step) { return sampler.RankIndices(step, rank, world); },
+                start_step,
                 t.num_steps(), config.data().num_workers(), config.data().prefetch_batches());
 
   std::unique_ptr<TensorBoardWriter> tb;
   std::ofstream metrics;
   if (lead) {
     tb = std::make_unique<TensorBoardWriter>(t.run_dir());
-    metrics.open(t.run_dir() + "/metrics.jsonl", std::ios::trunc);
+    metrics.open(t.run_dir() + "/metrics.jsonl", start_step > 0 ? std::ios::app : std::ios::trunc);
     LOG(INFO) << "training: " << world << " rank(s) x " << ctx.threads << " thread(s), device " << device
               << ", global batch " << t.batch_size() << " (split " << t.batch_split() << "), " << t.num_steps()
               << " steps, dataset " << dataset->size() << " videos, comm " << comm.backend() << " ("
               << reducer.num_buckets() << " gradient bucket(s))";
   }
-  const char* exit_at = std::getenv("EVL_TEST_EXIT_AT_STEP");  // test hook: simulate a dying rank
+  const char* exit_at = std::getenv("EVL_TEST_EXIT_AT_STEP");      // test hook: simulate a dying rank
+  const char* signal_at = std::getenv("EVL_TEST_SIGNAL_AT_STEP");  // test hook: preemption at a known step
   const int64_t local_batch = t.batch_size() / world, micro = local_batch / t.batch_split();
   const auto start = Clock::now();
   double window_start_s = 0, window_wait = 0, window_comm = 0;
   int64_t window_clips = 0;
   EvalSummary last_eval;
-  for (int64_t step = 0; step < t.num_steps(); ++step) {
+  int64_t step = start_step;
+  int exit_status = 0;
+  for (; step < t.num_steps(); ++step) {
     if (exit_at && std::atoll(exit_at) == step) {
       LOG(ERROR) << "EVL_TEST_EXIT_AT_STEP: exiting at step " << step;
       std::_Exit(7);
     }
+    if (signal_at && std::atoll(signal_at) == step && lead) std::raise(SIGUSR1);
     const double wait0 = loader.counters().wait_s;
     Batch batch;
     if (!loader.Next(&batch)) break;
@@ -298,12 +449,15 @@ int RunTraining(const EvlConfig& input_config, Communicator& comm, const RankCon
     if (t.grad_clip() > 0) torch::nn::utils::clip_grad_norm_(params, t.grad_clip());
     optimizer.step();
 
-    auto stats = torch::tensor({loss_sum, static_cast<double>(c1), static_cast<double>(c5), static_cast<double>(local_batch)},
+    auto stats = torch::tensor({loss_sum, static_cast<double>(c1), static_cast<double>(c5), static_cast<double>(local_batch),
+                                static_cast<double>(g_stop_signal.load() != 0)},
                                torch::kDouble);
     comm.AllReduce(stats, ReduceOp::kSum, "step metrics");
     const double loss = stats[0].item<double>() / world, n = stats[3].item<double>();
     const double top1 = 100 * stats[1].item<double>() / n, top5 = 100 * stats[2].item<double>() / n;
     window_clips += static_cast<int64_t>(n);
+    // Every rank agrees on stopping: the flag travelled with the step's metrics.
+    const bool stop = stats[4].item<double>() > 0;
     if (lead) {
       metrics << std::setprecision(9) << "{\"step\": " << step << ", \"loss\": " << loss << ", \"top1\": " << top1
               << ", \"top5\": " << top5 << ", \"lr\": " << lr << "}\n";
@@ -332,6 +486,20 @@ int RunTraining(const EvlConfig& input_config, Communicator& comm, const RankCon
       window_wait = window_comm = 0;
       window_clips = 0;
     }
+    const bool save_now = stop || step + 1 == t.num_steps() || (t.save_freq() > 0 && (step + 1) % t.save_freq() == 0);
+    if (save_now && lead) {
+      checkpointer->Save(Snapshot(model, optimizer, config, step + 1, world, lr));
+      if (stop) {
+        const bool ok = checkpointer->Wait();
+        LOG(WARNING) << "stop signal: " << (ok ? "checkpoint saved" : "checkpoint FAILED: " + checkpointer->LastError())
+                     << " at step " << step + 1 << "; exiting with status " << kExitPreempted << " (resume to continue)";
+      }
+    }
+    if (stop) {
+      comm.BroadcastString("", 0, "stop after checkpoint");
+      exit_status = kExitPreempted;
+      break;
+    }
     const bool eval_now = (t.eval_freq() > 0 && (step + 1) % t.eval_freq() == 0) || step + 1 == t.num_steps();
     if (eval_now && !config.data().val_list().empty()) {
       last_eval = Evaluate(model, config, comm, device);
@@ -349,6 +517,8 @@ int RunTraining(const EvlConfig& input_config, Communicator& comm, const RankCon
       }
     }
   }
+  if (lead && !checkpointer->Wait()) LOG(ERROR) << "the last checkpoint failed: " << checkpointer->LastError();
+  if (exit_status != 0) return exit_status;
   if (lead) {
     std::vector<torch::Tensor> flat;
     std::ofstream index(t.run_dir() + "/final_params.txt");

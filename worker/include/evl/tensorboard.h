@@ -12,6 +12,8 @@ namespace evl {
 // CRC-32C (Castagnoli). Written here: Debian 12 has no C++ crc32c library (abseil predates
 // absl/crc); see docs/training.md.
 uint32_t Crc32c(const void* data, size_t n);
+// Continues a crc32c over more bytes: Crc32cExtend(Crc32c(a), b) == Crc32c(a + b).
+uint32_t Crc32cExtend(uint32_t crc, const void* data, size_t n);
 // TFRecord's masking of a crc.
 uint32_t MaskCrc(uint32_t crc);
 
