@@ -131,14 +131,7 @@ TEST(CheckpointWrite, FailureLeavesOlderCheckpointsAndNoTempFile) {
   EXPECT_EQ(ls.output.find(".tmp"), std::string::npos) << ls.output;
 }
 
-std::string SharedData() {
-  static const std::string dir = [] {
-    const std::string d = ScratchDir("ckpt_shared_data_" + std::to_string(getpid()));
-    RunCommand(kEvl + " data synth --out " + d + " --videos 24 --size 48x48 --frames 32");
-    return d;
-  }();
-  return " --set data.train_list=" + dir + "/train.txt --set data.val_list=" + dir + "/val.txt --set data.data_root=" + dir;
-}
+std::string SharedData() { return SharedSynthData(kEvl); }
 
 std::string TrainArgs(const std::string& dir, int steps) {
   return SharedData() + " --set train.num_steps=" + std::to_string(steps) +

@@ -5,6 +5,8 @@
 #include <cstdio>
 #include <string>
 
+#include <unistd.h>
+
 namespace evl::test {
 
 struct CommandResult {
@@ -30,6 +32,17 @@ inline std::string ScratchDir(const std::string& name) {
   std::string dir = "scratch/" + name;
   RunCommand("rm -rf '" + dir + "' && mkdir -p '" + dir + "'");
   return dir;
+}
+
+// One synthetic dataset, written once per test process by `evl data synth`, for every training run
+// that is compared with another (see docs/training.md, Known issues). Returns the --set flags.
+inline std::string SharedSynthData(const std::string& evl_bin) {
+  static const std::string dir = [&] {
+    const std::string d = ScratchDir("shared_data_" + std::to_string(getpid()));
+    RunCommand(evl_bin + " data synth --out " + d + " --videos 24 --size 48x48 --frames 32");
+    return d;
+  }();
+  return " --set data.train_list=" + dir + "/train.txt --set data.val_list=" + dir + "/val.txt --set data.data_root=" + dir;
 }
 
 }  // namespace evl::test

@@ -22,15 +22,7 @@ const std::string kEvl = EVL_BIN;
 const std::string kMpirun = std::string(MPIEXEC) + " --allow-run-as-root --oversubscribe --bind-to none ";
 const std::string kSrc = EVL_SOURCE_DIR;
 
-// One synthetic dataset for every run that is compared with another: generated once, by the CLI.
-std::string SharedData() {
-  static const std::string dir = [] {
-    const std::string d = ScratchDir("train_shared_data_" + std::to_string(getpid()));
-    RunCommand(kEvl + " data synth --out " + d + " --videos 24 --size 48x48 --frames 32");
-    return d;
-  }();
-  return " --set data.train_list=" + dir + "/train.txt --set data.val_list=" + dir + "/val.txt --set data.data_root=" + dir;
-}
+std::string SharedData() { return SharedSynthData(kEvl); }
 
 std::string SmallRun(const std::string& dir) {
   return SharedData() + " --set train.num_steps=12 --set train.batch_size=8 --set train.threads=1 --set train.eval_freq=0"

@@ -91,18 +91,6 @@ void FsyncDir(const std::string& dir) {
   if (fd.get() >= 0) ::fsync(fd.get());
 }
 
-void MakeDirs(const std::string& path) {
-  std::string cur;
-  std::stringstream ss(path);
-  std::string part;
-  if (!path.empty() && path[0] == '/') cur = "/";
-  while (std::getline(ss, part, '/')) {
-    if (part.empty()) continue;
-    cur += part + "/";
-    ::mkdir(cur.c_str(), 0755);
-  }
-}
-
 int64_t StepOf(const std::string& name) {
   if (name.rfind("ckpt-", 0) != 0 || name.size() < 14 || name.substr(name.size() - 8) != ".evlckpt") return -1;
   try {
@@ -113,6 +101,18 @@ int64_t StepOf(const std::string& name) {
 }
 
 }  // namespace
+
+void MakeDirectories(const std::string& path) {
+  std::string cur;
+  std::stringstream ss(path);
+  std::string part;
+  if (!path.empty() && path[0] == '/') cur = "/";
+  while (std::getline(ss, part, '/')) {
+    if (part.empty()) continue;
+    cur += part + "/";
+    ::mkdir(cur.c_str(), 0755);
+  }
+}
 
 std::pair<uint64_t, uint32_t> FileDigest(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
@@ -159,7 +159,7 @@ void WriteCheckpointFile(const std::string& path, const CheckpointState& state) 
   }
   const std::string manifest = m.SerializeAsString();
   const std::string tmp = path + ".tmp." + std::to_string(::getpid());
-  MakeDirs(DirOf(path));
+  MakeDirectories(DirOf(path));
   Fd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644));
   if (fd.get() < 0) throw CheckpointError(tmp + ": cannot create: " + std::strerror(errno));
   const char* slow = std::getenv("EVL_TEST_SLOW_CHECKPOINT_MS");  // test hook: widen the crash window

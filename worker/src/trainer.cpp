@@ -37,18 +37,6 @@ bool Exists(const std::string& p) {
   return stat(p.c_str(), &st) == 0;
 }
 
-void MakeDirs(const std::string& path) {
-  std::string cur;
-  std::stringstream ss(path);
-  std::string part;
-  if (!path.empty() && path[0] == '/') cur = "/";
-  while (std::getline(ss, part, '/')) {
-    if (part.empty()) continue;
-    cur += part + "/";
-    ::mkdir(cur.c_str(), 0755);
-  }
-}
-
 ClipDatasetOptions DatasetOptions(const EvlConfig& c, bool train) {
   ClipDatasetOptions o;
   o.list_path = train ? c.data().train_list() : c.data().val_list();
@@ -285,7 +273,7 @@ void ResolveDataPaths(EvlConfig* config, Communicator& comm) {
   if (!d->train_list().empty()) return;
   const std::string dir = config->train().run_dir() + "/synth";
   if (comm.rank() == 0 && !Exists(dir + "/train.txt")) {
-    MakeDirs(config->train().run_dir());
+    MakeDirectories(config->train().run_dir());
     SynthOptions o;
     const auto& s = d->synthetic();
     o.out_dir = dir;
@@ -315,7 +303,7 @@ int RunTraining(const EvlConfig& input_config, Communicator& comm, const RankCon
   if (!config.data().auto_augment().empty())
     throw std::invalid_argument("data.auto_augment \"" + config.data().auto_augment() +
                                 "\": RandAugment is not implemented in evl yet; remove the field to train without it");
-  if (lead) MakeDirs(t.run_dir());
+  if (lead) MakeDirectories(t.run_dir());
   ResolveDataPaths(&config, comm);
   const torch::Device device = SelectDevice(ctx.local_rank);
 

@@ -55,6 +55,9 @@ std::vector<std::string> ListCheckpoints(const std::string& run_dir);
 // The newest checkpoint that verifies; "" if none. Invalid ones are described in `*skipped`.
 std::string FindNewestValidCheckpoint(const std::string& run_dir, std::vector<std::string>* skipped);
 
+// mkdir -p.
+void MakeDirectories(const std::string& path);
+
 // crc32c and size of a file (the backbone digest). Throws CheckpointError if unreadable.
 std::pair<uint64_t, uint32_t> FileDigest(const std::string& path);
 
