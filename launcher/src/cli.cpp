@@ -66,6 +66,9 @@ int RunCli(int argc, char** argv) {
   train->add_flag("--force-resume", train_flags.force_resume, "resume even if math-relevant config fields differ");
   auto* eval = app.add_subcommand("eval", "distributed multi-view evaluation of a checkpoint");
   AddConfigFlags(eval, &flags);
+  std::string eval_checkpoint, eval_out;
+  eval->add_option("--checkpoint", eval_checkpoint, "official .pth or evl checkpoint")->required();
+  eval->add_option("--out", eval_out, "output directory (default RUN_DIR/eval)");
   auto* predict = app.add_subcommand("predict", "logits for one video or a .npy clip tensor");
   AddConfigFlags(predict, &flags);
   predict->add_option("--checkpoint", predict_request.checkpoint, "official .pth or evl checkpoint");
@@ -135,6 +138,7 @@ int RunCli(int argc, char** argv) {
     if (*config) return RunConfig(flags);
     if (*info) return RunInfo(info_model, flags);
     if (*train) return RunTrain(&argc, &argv, flags, train_flags);
+    if (*eval) return RunEval(&argc, &argv, flags, eval_checkpoint, eval_out);
     if (*ckpt) {
       const std::string action = ckpt->get_subcommands().front()->get_name();
       if (action == "export") return NotImplemented("ckpt export");

@@ -7,6 +7,7 @@
 #include <fstream>
 #include <iomanip>
 
+#include "evl/evaluator.h"
 #include "evl/model_factory.h"
 #include "evl/npy.h"
 #include "evl/weights.h"
@@ -65,7 +66,7 @@ void RunPredict(const EvlConfig& config, const PredictRequest& request, std::ost
   const torch::Device device = SelectDevice();
   EVLTransformer model = BuildModel(config, device);
   if (!request.checkpoint.empty()) {
-    LoadEvlWeights(*model, request.checkpoint);
+    LoadTrainedWeights(*model, request.checkpoint);
     LOG(INFO) << "loaded " << request.checkpoint;
   }
   model->eval();

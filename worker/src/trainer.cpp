@@ -16,6 +16,7 @@
 #include "config.h"
 #include "evl/checkpoint.h"
 #include "evl/dataset.h"
+#include "evl/evaluator.h"
 #include "evl/weights.h"
 #include "evl/grad_sync.h"
 #include "evl/loader.h"
@@ -125,43 +126,6 @@ std::string Eta(double seconds) {
   return buf;
 }
 
-EvalSummary Evaluate(EVLTransformer& model, const EvlConfig& config, Communicator& comm, const torch::Device& device) {
-  EvalSummary r;
-  if (config.data().val_list().empty()) return r;
-  VideoClipDataset ds(DatasetOptions(config, false));
-  const bool was_training = model->is_training();
-  model->eval();
-  VideoReader reader;
-  int64_t c1 = 0, c5 = 0, evaluated = 0, skipped = 0;
-  torch::NoGradGuard ng;
-  for (int64_t i = comm.rank(); i < ds.size(); i += comm.world()) {  // every video exactly once
-    torch::Tensor views;
-    try {
-      views = ds.Load(i, 0, reader);
-    } catch (const DataError& e) {
-      LOG(WARNING) << "eval: skipping (counted as wrong): " << e.what();
-      ++skipped;
-      continue;
-    }
-    auto probs = model->forward(views.to(device)).softmax(1).mean(0).to(torch::kCPU);
-    const int64_t label = ds.entry(i).label;
-    auto top = std::get<1>(probs.topk(std::min<int64_t>(5, probs.size(0))));
-    c1 += top[0].item<int64_t>() == label;
-    c5 += (top == label).any().item<bool>();
-    ++evaluated;
-  }
-  auto counts = torch::tensor({c1, c5, evaluated, skipped}, torch::kLong);
-  comm.AllReduce(counts, ReduceOp::kSum, "eval counts");
-  r.videos = ds.size();
-  r.evaluated = counts[2].item<int64_t>();
-  r.skipped = counts[3].item<int64_t>();
-  r.top1_all = 100.0 * counts[0].item<int64_t>() / r.videos;
-  r.top5_all = 100.0 * counts[1].item<int64_t>() / r.videos;
-  r.top1_decoded = r.evaluated ? 100.0 * counts[0].item<int64_t>() / r.evaluated : 0;
-  r.top5_decoded = r.evaluated ? 100.0 * counts[1].item<int64_t>() / r.evaluated : 0;
-  if (was_training) model->train();
-  return r;
-}
 
 std::atomic<int> g_stop_signal{0};
 
@@ -335,8 +299,8 @@ int RunTraining(const EvlConfig& input_config, Communicator& comm, const RankCon
   torch::optim::AdamW optimizer(std::move(groups));
 
   if (!flags.init_from.empty()) {
-    const auto report = LoadEvlWeights(*model, flags.init_from, /*strict=*/false);
-    if (lead) LOG(INFO) << "initialised from " << flags.init_from << ": " << report.ToString();
+    LoadTrainedWeights(*model, flags.init_from);
+    if (lead) LOG(INFO) << "initialised from " << flags.init_from;
   }
   int64_t start_step = 0;
   std::string resume = flags.resume;
@@ -397,7 +361,7 @@ int RunTraining(const EvlConfig& input_config, Communicator& comm, const RankCon
   const auto start = Clock::now();
   double window_start_s = 0, window_wait = 0, window_comm = 0;
   int64_t window_clips = 0;
-  EvalSummary last_eval;
+  EvalReport last_eval;
   int64_t step = start_step;
   int exit_status = 0;
   for (; step < t.num_steps(); ++step) {
@@ -490,7 +454,9 @@ int RunTraining(const EvlConfig& input_config, Communicator& comm, const RankCon
     }
     const bool eval_now = (t.eval_freq() > 0 && (step + 1) % t.eval_freq() == 0) || step + 1 == t.num_steps();
     if (eval_now && !config.data().val_list().empty()) {
-      last_eval = Evaluate(model, config, comm, device);
+      const std::string eval_dir = t.run_dir() + "/eval";
+      if (lead) MakeDirectories(eval_dir);
+      last_eval = Evaluate(model, config, comm, device, eval_dir);
       if (lead) {
         LOG(INFO) << "eval at step " << step + 1 << ": top1 " << std::fixed << std::setprecision(2) << last_eval.top1_all
                   << "  top5 " << last_eval.top5_all << " over all " << last_eval.videos << " videos ("

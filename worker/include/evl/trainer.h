@@ -16,13 +16,6 @@ struct RankContext {
   int threads = 1;
 };
 
-struct EvalSummary {
-  int64_t videos = 0;     // in the list
-  int64_t evaluated = 0;  // decoded and scored
-  int64_t skipped = 0;    // undecodable: counted as wrong in the "over all" numbers
-  double top1_all = 0, top5_all = 0;          // over every video of the list
-  double top1_decoded = 0, top5_decoded = 0;  // over decoded videos only
-};
 
 struct TrainFlags {
   std::string resume;     // --resume PATH: wins over train.auto_resume

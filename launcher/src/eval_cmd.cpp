@@ -1,0 +1,49 @@
+// `evl eval`: distributed multi-view evaluation of a checkpoint (official .pth or evl checkpoint).
+#include <glog/logging.h>
+#include <mpi.h>
+
+#include <iomanip>
+#include <iostream>
+
+#include "commands.h"
+#include "config.h"
+#include "evl/checkpoint.h"
+#include "evl/communicator.h"
+#include "evl/evaluator.h"
+#include "evl/model_factory.h"
+#include "evl/runtime_info.h"
+#include "evl/topology.h"
+
+namespace evl {
+
+int RunEval(int* argc, char*** argv, const ConfigFlags& flags, const std::string& checkpoint, const std::string& out) {
+  EvlConfig config = LoadEffectiveConfig(flags.config_path, flags.overrides);
+  if (checkpoint.empty()) throw std::invalid_argument("evl eval: --checkpoint is required");
+  Topology topo = InitTopology(argc, argv, config.train().threads());
+  int status = 0;
+  try {
+    auto comm = MakeMpiCommunicator(config.dist().stall_timeout_s());
+    const torch::Device device = SelectDevice(topo.local_rank);
+    EVLTransformer model = BuildModel(config, device);
+    LoadTrainedWeights(*model, checkpoint);
+    const std::string dir = out.empty() ? config.train().run_dir() + "/eval" : out;
+    if (topo.rank == 0) MakeDirectories(dir);
+    const EvalReport r = Evaluate(model, config, *comm, device, dir);
+    if (topo.rank == 0) {
+      std::cout << std::fixed << std::setprecision(2) << "videos " << r.videos << " (evaluated " << r.evaluated
+                << ", undecodable " << r.skipped << "), " << config.data().num_temporal_views() << "x"
+                << config.data().num_spatial_views() << " views, " << Aggregation_Name(config.eval().aggregation())
+                << "\ntop1 " << r.top1_all << "  top5 " << r.top5_all << "  mean-class top1 " << r.mean_class_top1
+                << "   (over all videos)\ntop1 " << r.top1_decoded << "  top5 " << r.top5_decoded
+                << "   (over decoded videos)\n" << r.videos_per_s << " videos/s; predictions.jsonl, metrics.json, "
+                << "confusion.csv in " << dir << "\n";
+    }
+  } catch (const std::exception& e) {
+    LOG(ERROR) << e.what();
+    MPI_Abort(MPI_COMM_WORLD, 1);
+  }
+  FinalizeTopology();
+  return status;
+}
+
+}  // namespace evl

@@ -1,0 +1,139 @@
+// Distributed evaluation: every video exactly once at any world size, identical scores, corrupt
+// videos reported and counted, aggregation modes, and agreement with the training log.
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+#include <torch/torch.h>
+
+#include <fstream>
+#include <regex>
+
+#include "test_paths.h"
+#include "evl/evaluator.h"
+#include "test_util.h"
+
+namespace evl::test {
+namespace {
+
+const std::string kEvl = EVL_BIN;
+const std::string kMpirun = std::string(MPIEXEC) + " --allow-run-as-root --oversubscribe --bind-to none ";
+
+TEST(Aggregation, HandComputedExample) {
+  auto logits = torch::tensor({1.0, 0.0, 0.0, 1.0, 2.0, 0.0}, torch::kDouble).view({3, 2});
+  const double a = 1 / (1 + std::exp(-1.0)), b = 1 / (1 + std::exp(-2.0));  // softmax of [1,0], [2,0]
+  auto mean_softmax = AggregateViews(logits, MEAN_SOFTMAX);
+  EXPECT_NEAR(mean_softmax[0].item<double>(), (a + (1 - a) + b) / 3, 1e-12);
+  EXPECT_NEAR(mean_softmax[1].item<double>(), ((1 - a) + a + (1 - b)) / 3, 1e-12);
+  auto mean_logits = AggregateViews(logits, MEAN_LOGITS);
+  EXPECT_NEAR(mean_logits[0].item<double>(), 1.0, 1e-12);
+  EXPECT_NEAR(mean_logits[1].item<double>(), 1.0 / 3, 1e-12);
+  auto max_softmax = AggregateViews(logits, MAX_SOFTMAX);
+  EXPECT_NEAR(max_softmax[0].item<double>(), b, 1e-12);
+  EXPECT_NEAR(max_softmax[1].item<double>(), a, 1e-12);
+}
+
+struct EvalSetup {
+  std::string data_flags, dir, ckpt, good_list, bad_list;
+};
+
+// A short training run (checkpoint + its own final evaluation) and two eval lists.
+const EvalSetup& Prepared() {
+  static const EvalSetup s = [] {
+    EvalSetup s;
+    s.data_flags = SharedSynthData(kEvl);
+    s.dir = ScratchDir("eval_setup_" + std::to_string(getpid()));
+    const std::string common = s.data_flags +
+                               " --set train.num_steps=30 --set train.batch_size=8 --set train.threads=1"
+                               " --set train.eval_freq=30 --set data.num_temporal_views=2 --set data.num_spatial_views=3"
+                               " --set data.num_workers=1 --set train.run_dir=" + s.dir;
+    RunCommand(kEvl + " train" + common);
+    s.ckpt = s.dir + "/checkpoints/ckpt-00000030.evlckpt";
+    std::regex re("--set data.train_list=(\\S+)");
+    std::smatch m;
+    std::regex_search(s.data_flags, m, re);
+    std::ifstream train(m[1].str());
+    std::ofstream good(s.dir + "/good.txt"), bad(s.dir + "/bad.txt");
+    std::string line;
+    for (int i = 0; i < 7 && std::getline(train, line); ++i) {
+      good << line << "\n";
+      if (i < 6) bad << line << "\n";
+    }
+    bad << "videos/corrupt.mp4 1\n";
+    s.good_list = s.dir + "/good.txt";
+    s.bad_list = s.dir + "/bad.txt";
+    return s;
+  }();
+  return s;
+}
+
+std::vector<nlohmann::json> Predictions(const std::string& dir) {
+  std::ifstream in(dir + "/predictions.jsonl");
+  std::vector<nlohmann::json> out;
+  for (std::string line; std::getline(in, line);) out.push_back(nlohmann::json::parse(line));
+  return out;
+}
+
+std::string EvalCmd(const EvalSetup& s, int np, const std::string& list, const std::string& out) {
+  return kMpirun + "-np " + std::to_string(np) + " " + kEvl + " eval" + s.data_flags +
+         " --set data.val_list=" + list + " --set data.num_temporal_views=2 --set data.num_spatial_views=3"
+         " --set eval.batch_size=4 --set train.threads=1 --checkpoint " + s.ckpt + " --out " + out;
+}
+
+TEST(DistributedEval, EveryVideoOnceAndTheSameScoresAtAnyWorldSize) {
+  const EvalSetup& s = Prepared();
+  ASSERT_EQ(RunCommand("test -f " + s.ckpt).status, 0) << "training did not leave a checkpoint";
+  std::vector<std::vector<nlohmann::json>> runs;
+  for (int np : {1, 2, 3}) {
+    const std::string out = ScratchDir("eval_np" + std::to_string(np) + "_" + std::to_string(getpid()));
+    auto r = RunCommand(EvalCmd(s, np, s.good_list, out));
+    ASSERT_EQ(r.status, 0) << r.output;
+    auto p = Predictions(out);
+    ASSERT_EQ(p.size(), 7u) << "np=" << np;
+    for (int i = 0; i < 7; ++i) EXPECT_EQ(p[i]["index"].get<int>(), i);
+    runs.push_back(p);
+  }
+  for (size_t k = 1; k < runs.size(); ++k)
+    for (int i = 0; i < 7; ++i)
+      for (int j = 0; j < 4; ++j) {
+        EXPECT_EQ(runs[k][i]["top5"][j][0], runs[0][i]["top5"][j][0]);
+        EXPECT_NEAR(runs[k][i]["top5"][j][1].get<double>(), runs[0][i]["top5"][j][1].get<double>(), 1e-6);
+      }
+}
+
+TEST(DistributedEval, CorruptVideoIsReportedAndCounted) {
+  const EvalSetup& s = Prepared();
+  const std::string out = ScratchDir("eval_bad_" + std::to_string(getpid()));
+  auto r = RunCommand(EvalCmd(s, 2, s.bad_list, out));
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_NE(r.output.find("corrupt.mp4"), std::string::npos) << r.output;
+  nlohmann::json m = nlohmann::json::parse(std::ifstream(out + "/metrics.json"));
+  EXPECT_EQ(m["videos"], 7);
+  EXPECT_EQ(m["evaluated"], 6);
+  EXPECT_EQ(m["skipped"], 1);
+  // "over all" keeps the undecodable video in the denominator
+  EXPECT_NEAR(m["top1"].get<double>(), m["top1_decoded"].get<double>() * 6 / 7, 1e-9);
+  auto p = Predictions(out);
+  ASSERT_EQ(p.size(), 7u);
+  EXPECT_FALSE(p[6]["decoded"].get<bool>());
+}
+
+TEST(DistributedEval, CheckpointEvaluationMatchesTheTrainingLog) {
+  const EvalSetup& s = Prepared();
+  std::ifstream in(s.dir + "/metrics.jsonl");
+  std::regex re("\"eval_step\": 30, \"top1\": ([0-9.]+)");
+  double logged = -1;
+  for (std::string line; std::getline(in, line);) {
+    std::smatch m;
+    if (std::regex_search(line, m, re)) logged = std::stod(m[1]);
+  }
+  ASSERT_GE(logged, 0) << "no evaluation in the training log";
+  const std::string out = ScratchDir("eval_log_" + std::to_string(getpid()));
+  auto r = RunCommand(kMpirun + "-np 2 " + kEvl + " eval" + s.data_flags +
+                      " --set data.num_temporal_views=2 --set data.num_spatial_views=3 --set train.threads=1"
+                      " --checkpoint " + s.ckpt + " --out " + out);
+  ASSERT_EQ(r.status, 0) << r.output;
+  nlohmann::json m = nlohmann::json::parse(std::ifstream(out + "/metrics.json"));
+  EXPECT_NEAR(m["top1"].get<double>(), logged, 1e-6);
+}
+
+}  // namespace
+}  // namespace evl::test

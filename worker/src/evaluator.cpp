@@ -1,0 +1,182 @@
+#include "evl/evaluator.h"
+
+#include <glog/logging.h>
+#include <nlohmann/json.hpp>
+#include <torch/torch.h>
+
+#include <chrono>
+#include <fstream>
+#include <iomanip>
+
+#include "evl/checkpoint.h"
+#include "evl/dataset.h"
+#include "evl/video_reader.h"
+#include "evl/weights.h"
+
+namespace evl {
+
+at::Tensor AggregateViews(const at::Tensor& logits, Aggregation mode) {
+  switch (mode) {
+    case MEAN_LOGITS: return logits.mean(0);
+    case MAX_SOFTMAX: return std::get<0>(logits.softmax(1).max(0));
+    default: return logits.softmax(1).mean(0);  // the official aggregation
+  }
+}
+
+void LoadTrainedWeights(EVLTransformerImpl& model, const std::string& path) {
+  if (DetectWeightsFormat(path) != WeightsFormat::kEvlCheckpoint) {
+    LoadEvlWeights(model, path);
+    return;
+  }
+  StateDict sd;
+  for (auto& [name, t] : ReadCheckpointFile(path).tensors)
+    if (name.rfind("model/", 0) == 0) sd.emplace_back(name.substr(6), t);
+  LoadStateDict(model, sd, /*strict=*/true, path);
+}
+
+namespace {
+
+ClipDatasetOptions EvalDatasetOptions(const EvlConfig& c) {
+  ClipDatasetOptions o;
+  o.list_path = c.data().val_list();
+  o.data_root = c.data().data_root();
+  o.num_classes = c.model().num_classes();
+  o.num_frames = c.model().num_frames();
+  o.sampling_rate = c.data().sampling_rate();
+  o.crop_size = c.model().backbone().input_size();
+  o.spatial_size = c.data().spatial_size();
+  o.num_temporal_views = c.data().num_temporal_views();
+  o.num_spatial_views = c.data().num_spatial_views();
+  for (int i = 0; i < 3; ++i) {
+    o.mean[i] = c.data().mean(i);
+    o.std[i] = c.data().std(i);
+  }
+  o.train = false;
+  return o;
+}
+
+}  // namespace
+
+EvalReport Evaluate(EVLTransformer& model, const EvlConfig& config, Communicator& comm, const torch::Device& device,
+                    const std::string& out_dir) {
+  EvalReport r;
+  if (config.data().val_list().empty()) throw std::invalid_argument("data.val_list is empty: nothing to evaluate");
+  const auto t0 = std::chrono::steady_clock::now();
+  VideoClipDataset ds(EvalDatasetOptions(config));
+  const int64_t n = ds.size(), C = config.model().num_classes(), world = comm.world();
+  const int64_t slots = (n + world - 1) / world;
+  // Row per local video: [index, decoded, scores...]; index -1 marks an unused slot.
+  auto local = torch::full({slots, C + 2}, -1.0, torch::kDouble);
+  const bool was_training = model->is_training();
+  model->eval();
+  torch::NoGradGuard ng;
+  VideoReader reader;
+  const int64_t max_views = std::max(1, config.eval().batch_size());
+  std::vector<std::pair<int64_t, torch::Tensor>> pending;  // (slot, views) waiting for a batched forward
+  int64_t pending_views = 0, done = 0;
+  auto flush = [&] {
+    if (pending.empty()) return;
+    std::vector<torch::Tensor> all;
+    for (auto& p : pending) all.push_back(p.second);
+    auto logits = model->forward(torch::cat(all).to(device)).to(torch::kCPU, torch::kDouble);
+    int64_t off = 0;
+    for (auto& [slot, views] : pending) {
+      local[slot].narrow(0, 2, C).copy_(AggregateViews(logits.narrow(0, off, views.size(0)), config.eval().aggregation()));
+      off += views.size(0);
+    }
+    pending.clear();
+    pending_views = 0;
+  };
+  int64_t slot = 0;
+  for (int64_t i = comm.rank(); i < n; i += world, ++slot) {
+    local[slot][0] = static_cast<double>(i);
+    try {
+      auto views = ds.Load(i, 0, reader);
+      local[slot][1] = 1.0;
+      pending_views += views.size(0);
+      pending.emplace_back(slot, views);
+      if (pending_views >= max_views) flush();
+    } catch (const DataError& e) {
+      LOG(WARNING) << "eval: cannot use video " << i << " (counted as wrong in the over-all numbers): " << e.what();
+      local[slot][1] = 0.0;
+      local[slot].narrow(0, 2, C).zero_();
+    }
+    if (comm.rank() == 0 && ++done % 50 == 0) {
+      const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      const double vps = done * world / s;
+      LOG(INFO) << "eval: " << done * world << "/" << n << " videos, " << std::fixed << std::setprecision(1) << vps
+                << " videos/s, eta " << static_cast<int>((n - done * world) / std::max(1e-9, vps)) << " s";
+    }
+  }
+  flush();
+  auto gathered = torch::zeros({world * slots, C + 2}, torch::kDouble);
+  comm.AllGather(local, gathered, "eval results");
+  if (was_training) model->train();
+
+  // Every rank computes the same metrics from the same gathered rows (rank 0 writes files).
+  std::vector<int64_t> row_of(n, -1);
+  for (int64_t k = 0; k < gathered.size(0); ++k) {
+    const int64_t idx = static_cast<int64_t>(gathered[k][0].item<double>());
+    if (idx >= 0) row_of.at(idx) = k;
+  }
+  int64_t c1 = 0, c5 = 0;
+  std::vector<int64_t> class_total(C, 0), class_hit(C, 0);
+  std::vector<int64_t> confusion(C * C, 0);
+  std::ofstream pred;
+  if (comm.rank() == 0 && !out_dir.empty()) pred.open(out_dir + "/predictions.jsonl");
+  for (int64_t i = 0; i < n; ++i) {
+    if (row_of[i] < 0) throw std::runtime_error("eval: video " + std::to_string(i) + " has no result (sharding bug)");
+    auto row = gathered[row_of[i]];
+    const bool decoded = row[1].item<double>() > 0.5;
+    const int64_t label = ds.entry(i).label;
+    ++class_total[label];
+    nlohmann::json j = {{"index", i}, {"path", ds.entry(i).path}, {"label", label}, {"decoded", decoded}};
+    if (decoded) {
+      ++r.evaluated;
+      auto scores = row.narrow(0, 2, C);
+      auto top = scores.topk(std::min<int64_t>(5, C));
+      auto values = std::get<0>(top), idx = std::get<1>(top);
+      const int64_t best = idx[0].item<int64_t>();
+      c1 += best == label;
+      c5 += (idx == label).any().item<bool>();
+      class_hit[label] += best == label;
+      ++confusion[label * C + best];
+      nlohmann::json t5 = nlohmann::json::array();
+      for (int64_t k = 0; k < idx.size(0); ++k) t5.push_back({idx[k].item<int64_t>(), values[k].item<double>()});
+      j["top5"] = t5;
+    } else {
+      ++r.skipped;
+    }
+    if (pred.is_open()) pred << j.dump() << "\n";
+  }
+  r.videos = n;
+  r.top1_all = 100.0 * c1 / n;
+  r.top5_all = 100.0 * c5 / n;
+  r.top1_decoded = r.evaluated ? 100.0 * c1 / r.evaluated : 0;
+  r.top5_decoded = r.evaluated ? 100.0 * c5 / r.evaluated : 0;
+  int present = 0;
+  for (int64_t c = 0; c < C; ++c)
+    if (class_total[c]) {
+      r.mean_class_top1 += 100.0 * class_hit[c] / class_total[c];
+      ++present;
+    }
+  if (present) r.mean_class_top1 /= present;
+  r.videos_per_s = n / std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  if (comm.rank() == 0 && !out_dir.empty()) {
+    nlohmann::json m = {{"videos", r.videos},           {"evaluated", r.evaluated},
+                        {"skipped", r.skipped},         {"top1", r.top1_all},
+                        {"top5", r.top5_all},           {"top1_decoded", r.top1_decoded},
+                        {"top5_decoded", r.top5_decoded}, {"mean_class_top1", r.mean_class_top1},
+                        {"views", config.data().num_temporal_views() * config.data().num_spatial_views()},
+                        {"aggregation", Aggregation_Name(config.eval().aggregation())}};
+    std::ofstream(out_dir + "/metrics.json") << m.dump(2) << "\n";
+    std::ofstream conf(out_dir + "/confusion.csv");
+    for (int64_t a = 0; a < C; ++a) {
+      for (int64_t b = 0; b < C; ++b) conf << (b ? "," : "") << confusion[a * C + b];
+      conf << "\n";
+    }
+  }
+  return r;
+}
+
+}  // namespace evl
