@@ -40,6 +40,17 @@ TEST(Predict, OfficialCheckpointGivesReferenceLogits) {
   EXPECT_NE(r.output.find("top-5 of 2 view(s)"), std::string::npos) << r.output;
 }
 
+TEST(Predict, VideoInputGivesOneRowPerTestView) {
+  std::string dir = ScratchDir("predict_video");
+  ASSERT_EQ(RunCommand(kEvl + " data synth --out " + dir + " --videos 1 --size 48x48").status, 0);
+  auto r = RunCommand(kEvl + " predict" + FixtureFlags() + " --set data.num_temporal_views=3 --set data.num_spatial_views=3"
+                      " --set data.spatial_size=32 --set data.sampling_rate=2 --input " + dir +
+                      "/videos/00000.mp4 --logits-out " + dir + "/logits.npy");
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_EQ(ReadNpy(dir + "/logits.npy").sizes(), (std::vector<int64_t>{9, 5}));
+  EXPECT_NE(r.output.find("top-5 of 9 view(s)"), std::string::npos) << r.output;
+}
+
 TEST(Predict, WrongInputShapeIsNamed) {
   std::string dir = ScratchDir("predict_bad");
   WriteNpy(dir + "/small.npy", torch::zeros({3, 4, 16, 16}));

@@ -17,6 +17,30 @@ torch::Tensor Normalize(const torch::Tensor& frames, const std::array<float, 3>&
 
 }  // namespace
 
+at::Tensor LoadTestViews(const std::string& path, const ClipDatasetOptions& o_, VideoReader& reader) {
+  reader.Open(path);
+  const int64_t len = reader.info().num_frames;
+  // Test views: every needed frame decoded once, converted straight to the short-side size.
+  auto views = TestTemporalViews(len, o_.num_frames, o_.sampling_rate, o_.num_temporal_views);
+  std::vector<int64_t> all;
+  for (const auto& v : views) all.insert(all.end(), v.begin(), v.end());
+  std::sort(all.begin(), all.end());
+  all.erase(std::unique(all.begin(), all.end()), all.end());
+  int64_t h = 0, w = 0;
+  ShortSideResize(reader.info().height, reader.info().width, o_.spatial_size, &h, &w);
+  auto decoded = Normalize(reader.Decode(all, static_cast<int>(h), static_cast<int>(w)), o_.mean, o_.std);
+  std::vector<torch::Tensor> out;
+  const auto crops = TestSpatialCrops(h, w, o_.crop_size, o_.num_spatial_views);
+  for (const auto& box : crops) {
+    for (const auto& v : views) {
+      std::vector<int64_t> pos;
+      for (int64_t f : v) pos.push_back(std::lower_bound(all.begin(), all.end(), f) - all.begin());
+      out.push_back(decoded.index_select(1, torch::tensor(pos)).narrow(2, box.y, box.h).narrow(3, box.x, box.w));
+    }
+  }
+  return torch::stack(out).contiguous();
+}
+
 VideoClipDataset::VideoClipDataset(const ClipDatasetOptions& options)
     : o_(options), entries_(ReadVideoList(options.list_path, options.data_root, options.num_classes)) {}
 
@@ -46,25 +70,7 @@ at::Tensor VideoClipDataset::Load(int64_t index, uint64_t step, VideoReader& rea
     if (o_.mirror && std::uniform_int_distribution<int>(0, 1)(rng)) clip = clip.flip({3});
     return clip.contiguous();
   }
-  // Test views: every needed frame decoded once, converted straight to the short-side size.
-  auto views = TestTemporalViews(len, o_.num_frames, o_.sampling_rate, o_.num_temporal_views);
-  std::vector<int64_t> all;
-  for (const auto& v : views) all.insert(all.end(), v.begin(), v.end());
-  std::sort(all.begin(), all.end());
-  all.erase(std::unique(all.begin(), all.end()), all.end());
-  int64_t h = 0, w = 0;
-  ShortSideResize(reader.info().height, reader.info().width, o_.spatial_size, &h, &w);
-  auto decoded = Normalize(reader.Decode(all, static_cast<int>(h), static_cast<int>(w)), o_.mean, o_.std);
-  std::vector<torch::Tensor> out;
-  const auto crops = TestSpatialCrops(h, w, o_.crop_size, o_.num_spatial_views);
-  for (const auto& box : crops) {
-    for (const auto& v : views) {
-      std::vector<int64_t> pos;
-      for (int64_t f : v) pos.push_back(std::lower_bound(all.begin(), all.end(), f) - all.begin());
-      out.push_back(decoded.index_select(1, torch::tensor(pos)).narrow(2, box.y, box.h).narrow(3, box.x, box.w));
-    }
-  }
-  return torch::stack(out).contiguous();
+  return LoadTestViews(e.path, o_, reader);
 }
 
 }  // namespace evl

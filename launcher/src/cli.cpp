@@ -72,7 +72,7 @@ int RunCli(int argc, char** argv) {
   auto* predict = app.add_subcommand("predict", "logits for one video or a .npy clip tensor");
   AddConfigFlags(predict, &flags);
   predict->add_option("--checkpoint", predict_request.checkpoint, "official .pth or evl checkpoint");
-  predict->add_option("--input", predict_request.input, ".npy clip tensor [3,T,H,W] or [V,3,T,H,W] (normalized)")
+  predict->add_option("--input", predict_request.input, "a video (test views) or a .npy clip tensor [3,T,H,W] / [V,3,T,H,W] (normalized)")
       ->required();
   predict->add_option("--logits-out", predict_request.logits_out, "write raw logits [V, num_classes] as .npy");
   auto* launch = app.add_subcommand("launch", "run an evl command on N local/hostfile ranks via mpirun");

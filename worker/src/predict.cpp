@@ -7,7 +7,9 @@
 #include <fstream>
 #include <iomanip>
 
+#include "evl/dataset.h"
 #include "evl/evaluator.h"
+#include "evl/video_reader.h"
 #include "evl/model_factory.h"
 #include "evl/npy.h"
 #include "evl/weights.h"
@@ -50,10 +52,25 @@ bool IsNpy(const std::string& path) {
 
 void RunPredict(const EvlConfig& config, const PredictRequest& request, std::ostream& out) {
   if (request.input.empty()) throw std::invalid_argument("--input is required");
-  if (!IsNpy(request.input))
-    throw std::runtime_error(request.input +
-                             ": video input needs the FFmpeg data pipeline, which is not built yet; give a .npy clip tensor");
-  torch::Tensor x = ReadNpy(request.input);
+  torch::Tensor x;
+  if (IsNpy(request.input)) {
+    x = ReadNpy(request.input);
+  } else {
+    // A video: the configured test views (data.num_temporal_views x data.num_spatial_views).
+    ClipDatasetOptions o;
+    o.num_frames = config.model().num_frames();
+    o.sampling_rate = config.data().sampling_rate();
+    o.crop_size = config.model().backbone().input_size();
+    o.spatial_size = config.data().spatial_size();
+    o.num_temporal_views = config.data().num_temporal_views();
+    o.num_spatial_views = config.data().num_spatial_views();
+    for (int i = 0; i < 3; ++i) {
+      o.mean[i] = config.data().mean(i);
+      o.std[i] = config.data().std(i);
+    }
+    VideoReader reader;
+    x = LoadTestViews(request.input, o, reader);
+  }
   if (x.dim() == 4) x = x.unsqueeze(0);
   const auto& m = config.model();
   const int64_t S = m.backbone().input_size();

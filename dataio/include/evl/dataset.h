@@ -36,6 +36,9 @@ struct ClipDatasetOptions {
 };
 
 
+// The test views of one video file (the eval path of VideoClipDataset::Load): [V, 3, T, S, S].
+at::Tensor LoadTestViews(const std::string& path, const ClipDatasetOptions& options, VideoReader& reader);
+
 class VideoClipDataset {
  public:
   // Reads the list (throws DataError naming file:line).

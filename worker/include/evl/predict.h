@@ -1,5 +1,5 @@
-// `evl predict`: logits for one input (a .npy clip tensor, or a video once the data pipeline can
-// decode it), one row per view, plus the top-5 classes of the view-averaged softmax.
+// `evl predict`: logits for one input (a video, decoded into the configured test views, or a .npy
+// clip tensor), one row per view, plus the top-5 classes of the view-averaged softmax.
 #pragma once
 
 #include <ostream>
@@ -12,7 +12,7 @@ namespace evl {
 
 struct PredictRequest {
   std::string checkpoint;  // official .pth or evl checkpoint; empty: freshly initialised decoder
-  std::string input;       // .npy [3,T,H,W] or [V,3,T,H,W], float32, normalized
+  std::string input;       // a video file, or .npy [3,T,H,W] / [V,3,T,H,W], float32, normalized
   std::string logits_out;  // .npy [V, num_classes]; empty: not written
 };
 
