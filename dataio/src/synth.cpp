@@ -85,9 +85,9 @@ void WriteSynthDataset(const SynthOptions& o) {
   if (o.width % 2 || o.height % 2 || o.width < 2 * kCodeBits || o.height < 2 * kCodeRows)
     throw DataError("synth: --size must be even and at least " + std::to_string(2 * kCodeBits) + "x" +
                     std::to_string(2 * kCodeRows));
-  ::mkdir(o.out_dir.c_str(), 0755);
   const std::string vdir = o.out_dir + "/videos";
-  ::mkdir(vdir.c_str(), 0755);
+  for (size_t i = 0; i <= vdir.size(); ++i)  // mkdir -p
+    if (i == vdir.size() || (vdir[i] == '/' && i > 0)) ::mkdir(vdir.substr(0, i).c_str(), 0755);
   std::ofstream train(o.out_dir + "/train.txt"), val(o.out_dir + "/val.txt");
   if (!train || !val) throw DataError(o.out_dir + ": cannot write dataset lists");
   VideoWriterOptions wo;
