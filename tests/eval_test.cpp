@@ -133,6 +133,8 @@ TEST(DistributedEval, CheckpointEvaluationMatchesTheTrainingLog) {
   ASSERT_EQ(r.status, 0) << r.output;
   nlohmann::json m = nlohmann::json::parse(std::ifstream(out + "/metrics.json"));
   EXPECT_NEAR(m["top1"].get<double>(), logged, 1e-6);
+  // eval.keep_best (default on) kept that evaluation's checkpoint.
+  EXPECT_EQ(RunCommand(kEvl + " ckpt verify " + s.dir + "/checkpoints/best.evlckpt").status, 0);
 }
 
 }  // namespace

@@ -35,7 +35,8 @@ int RunEval(int* argc, char*** argv, const ConfigFlags& flags, const std::string
                 << config.data().num_spatial_views() << " views, " << Aggregation_Name(config.eval().aggregation())
                 << "\ntop1 " << r.top1_all << "  top5 " << r.top5_all << "  mean-class top1 " << r.mean_class_top1
                 << "   (over all videos)\ntop1 " << r.top1_decoded << "  top5 " << r.top5_decoded
-                << "   (over decoded videos)\n" << r.videos_per_s << " videos/s; predictions.jsonl, metrics.json, "
+                << "   (over decoded videos)\n" << r.videos_per_s << " videos/s, " << 100 * r.data_share
+                << "% of the time decoding; predictions.jsonl, metrics.json, "
                 << "confusion.csv in " << dir << "\n";
     }
   } catch (const std::exception& e) {

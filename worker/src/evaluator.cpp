@@ -74,6 +74,7 @@ EvalReport Evaluate(EVLTransformer& model, const EvlConfig& config, Communicator
   const int64_t max_views = std::max(1, config.eval().batch_size());
   std::vector<std::pair<int64_t, torch::Tensor>> pending;  // (slot, views) waiting for a batched forward
   int64_t pending_views = 0, done = 0;
+  double data_s = 0;
   auto flush = [&] {
     if (pending.empty()) return;
     std::vector<torch::Tensor> all;
@@ -91,7 +92,9 @@ EvalReport Evaluate(EVLTransformer& model, const EvlConfig& config, Communicator
   for (int64_t i = comm.rank(); i < n; i += world, ++slot) {
     local[slot][0] = static_cast<double>(i);
     try {
+      const auto d0 = std::chrono::steady_clock::now();
       auto views = ds.Load(i, 0, reader);
+      data_s += std::chrono::duration<double>(std::chrono::steady_clock::now() - d0).count();
       local[slot][1] = 1.0;
       pending_views += views.size(0);
       pending.emplace_back(slot, views);
@@ -161,14 +164,18 @@ EvalReport Evaluate(EVLTransformer& model, const EvlConfig& config, Communicator
       ++present;
     }
   if (present) r.mean_class_top1 /= present;
-  r.videos_per_s = n / std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  const double total_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  r.videos_per_s = n / total_s;
+  r.data_share = data_s / total_s;
   if (comm.rank() == 0 && !out_dir.empty()) {
     nlohmann::json m = {{"videos", r.videos},           {"evaluated", r.evaluated},
                         {"skipped", r.skipped},         {"top1", r.top1_all},
                         {"top5", r.top5_all},           {"top1_decoded", r.top1_decoded},
                         {"top5_decoded", r.top5_decoded}, {"mean_class_top1", r.mean_class_top1},
                         {"views", config.data().num_temporal_views() * config.data().num_spatial_views()},
-                        {"aggregation", Aggregation_Name(config.eval().aggregation())}};
+                        {"aggregation", Aggregation_Name(config.eval().aggregation())},
+                        {"videos_per_s", r.videos_per_s},
+                        {"data_wait_share", r.data_share}};
     std::ofstream(out_dir + "/metrics.json") << m.dump(2) << "\n";
     std::ofstream conf(out_dir + "/confusion.csv");
     for (int64_t a = 0; a < C; ++a) {

@@ -362,6 +362,7 @@ int RunTraining(const EvlConfig& input_config, Communicator& comm, const RankCon
   double window_start_s = 0, window_wait = 0, window_comm = 0;
   int64_t window_clips = 0;
   EvalReport last_eval;
+  double best_top1 = -1;
   int64_t step = start_step;
   int exit_status = 0;
   for (; step < t.num_steps(); ++step) {
@@ -465,6 +466,13 @@ int RunTraining(const EvlConfig& input_config, Communicator& comm, const RankCon
                 << last_eval.top5_all << ", \"videos\": " << last_eval.videos << ", \"skipped\": " << last_eval.skipped
                 << "}\n";
         metrics.flush();
+        if (config.eval().keep_best() && last_eval.top1_all > best_top1) {
+          best_top1 = last_eval.top1_all;
+          // Written synchronously beside the rotating checkpoints; retention never deletes it.
+          WriteCheckpointFile(t.run_dir() + "/checkpoints/best.evlckpt",
+                              Snapshot(model, optimizer, config, step + 1, world, lr));
+          LOG(INFO) << "new best top1 " << best_top1 << ": " << t.run_dir() << "/checkpoints/best.evlckpt";
+        }
         tb->AddScalar("eval/top1", static_cast<float>(last_eval.top1_all), step);
         tb->AddScalar("eval/top5", static_cast<float>(last_eval.top5_all), step);
         tb->Flush();
