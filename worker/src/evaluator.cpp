@@ -10,6 +10,7 @@
 
 #include "evl/checkpoint.h"
 #include "evl/dataset.h"
+#include "evl/model_factory.h"
 #include "evl/video_reader.h"
 #include "evl/weights.h"
 
@@ -34,35 +35,12 @@ void LoadTrainedWeights(EVLTransformerImpl& model, const std::string& path) {
   LoadStateDict(model, sd, /*strict=*/true, path);
 }
 
-namespace {
-
-ClipDatasetOptions EvalDatasetOptions(const EvlConfig& c) {
-  ClipDatasetOptions o;
-  o.list_path = c.data().val_list();
-  o.data_root = c.data().data_root();
-  o.num_classes = c.model().num_classes();
-  o.num_frames = c.model().num_frames();
-  o.sampling_rate = c.data().sampling_rate();
-  o.crop_size = c.model().backbone().input_size();
-  o.spatial_size = c.data().spatial_size();
-  o.num_temporal_views = c.data().num_temporal_views();
-  o.num_spatial_views = c.data().num_spatial_views();
-  for (int i = 0; i < 3; ++i) {
-    o.mean[i] = c.data().mean(i);
-    o.std[i] = c.data().std(i);
-  }
-  o.train = false;
-  return o;
-}
-
-}  // namespace
-
 EvalReport Evaluate(EVLTransformer& model, const EvlConfig& config, Communicator& comm, const torch::Device& device,
                     const std::string& out_dir) {
   EvalReport r;
   if (config.data().val_list().empty()) throw std::invalid_argument("data.val_list is empty: nothing to evaluate");
   const auto t0 = std::chrono::steady_clock::now();
-  VideoClipDataset ds(EvalDatasetOptions(config));
+  VideoClipDataset ds(DatasetOptionsFromConfig(config, false));
   const int64_t n = ds.size(), C = config.model().num_classes(), world = comm.world();
   const int64_t slots = (n + world - 1) / world;
   // Row per local video: [index, decoded, scores...]; index -1 marks an unused slot.

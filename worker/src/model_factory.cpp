@@ -65,6 +65,29 @@ EVLTransformer BuildModel(const EvlConfig& config, const torch::Device& device) 
   return model;
 }
 
+ClipDatasetOptions DatasetOptionsFromConfig(const EvlConfig& c, bool train) {
+  ClipDatasetOptions o;
+  o.list_path = train ? c.data().train_list() : c.data().val_list();
+  o.data_root = c.data().data_root();
+  o.num_classes = c.model().num_classes();
+  o.num_frames = c.model().num_frames();
+  o.sampling_rate = c.data().sampling_rate();
+  o.tsn_sampling = c.data().tsn_sampling();
+  o.crop_size = c.model().backbone().input_size();
+  o.spatial_size = c.data().spatial_size();
+  o.num_temporal_views = c.data().num_temporal_views();
+  o.num_spatial_views = c.data().num_spatial_views();
+  for (int i = 0; i < 3; ++i) {
+    o.mean[i] = c.data().mean(i);
+    o.std[i] = c.data().std(i);
+  }
+  o.mirror = c.data().mirror();
+  o.min_scale = c.data().random_resized_crop_min_scale();
+  o.seed = static_cast<uint64_t>(c.train().seed());
+  o.train = train;
+  return o;
+}
+
 std::string ModelSummaryText(const EvlConfig& config) {
   EVLTransformer model(EvlOptionsFromConfig(config, torch::Device(torch::kCPU)));
   const ModelSummary s = Summarize(model);

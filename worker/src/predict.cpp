@@ -57,17 +57,7 @@ void RunPredict(const EvlConfig& config, const PredictRequest& request, std::ost
     x = ReadNpy(request.input);
   } else {
     // A video: the configured test views (data.num_temporal_views x data.num_spatial_views).
-    ClipDatasetOptions o;
-    o.num_frames = config.model().num_frames();
-    o.sampling_rate = config.data().sampling_rate();
-    o.crop_size = config.model().backbone().input_size();
-    o.spatial_size = config.data().spatial_size();
-    o.num_temporal_views = config.data().num_temporal_views();
-    o.num_spatial_views = config.data().num_spatial_views();
-    for (int i = 0; i < 3; ++i) {
-      o.mean[i] = config.data().mean(i);
-      o.std[i] = config.data().std(i);
-    }
+    const ClipDatasetOptions o = DatasetOptionsFromConfig(config, false);
     VideoReader reader;
     x = LoadTestViews(request.input, o, reader);
   }

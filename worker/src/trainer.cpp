@@ -38,29 +38,6 @@ bool Exists(const std::string& p) {
   return stat(p.c_str(), &st) == 0;
 }
 
-ClipDatasetOptions DatasetOptions(const EvlConfig& c, bool train) {
-  ClipDatasetOptions o;
-  o.list_path = train ? c.data().train_list() : c.data().val_list();
-  o.data_root = c.data().data_root();
-  o.num_classes = c.model().num_classes();
-  o.num_frames = c.model().num_frames();
-  o.sampling_rate = c.data().sampling_rate();
-  o.tsn_sampling = c.data().tsn_sampling();
-  o.crop_size = c.model().backbone().input_size();
-  o.spatial_size = c.data().spatial_size();
-  o.num_temporal_views = c.data().num_temporal_views();
-  o.num_spatial_views = c.data().num_spatial_views();
-  for (int i = 0; i < 3; ++i) {
-    o.mean[i] = c.data().mean(i);
-    o.std[i] = c.data().std(i);
-  }
-  o.mirror = c.data().mirror();
-  o.min_scale = c.data().random_resized_crop_min_scale();
-  o.seed = static_cast<uint64_t>(c.train().seed());
-  o.train = train;
-  return o;
-}
-
 double LearningRate(const TrainConfig& t, int64_t step) {
   const double base = t.lr();
   const int64_t warm = t.warmup_steps();
@@ -273,7 +250,7 @@ int RunTraining(const EvlConfig& input_config, Communicator& comm, const RankCon
 
   torch::manual_seed(static_cast<uint64_t>(t.seed()));  // identical decoder init on every rank
   EVLTransformer model = BuildModel(config, device);
-  auto dataset = std::make_shared<VideoClipDataset>(DatasetOptions(config, true));
+  auto dataset = std::make_shared<VideoClipDataset>(DatasetOptionsFromConfig(config, true));
 
   std::vector<torch::Tensor> params;
   for (auto& p : model->parameters()) params.push_back(p);

@@ -3,6 +3,7 @@
 
 #include <string>
 
+#include "evl/dataset.h"
 #include "evl/model.h"
 #include "evl_config.pb.h"
 
@@ -18,6 +19,9 @@ EVLOptions EvlOptionsFromConfig(const EvlConfig& config, const torch::Device& de
 // Builds the model on `device`: the backbone from model.backbone.weights (OpenAI CLIP TorchScript)
 // or, when empty, random with model.backbone.init_seed; decoder/head freshly initialised.
 EVLTransformer BuildModel(const EvlConfig& config, const torch::Device& device);
+
+// The data pipeline's options for the train (train = true) or eval path, from config.data/model.
+ClipDatasetOptions DatasetOptionsFromConfig(const EvlConfig& config, bool train);
 
 // Parameter counts and FLOPs of config's model, as `evl info --model` prints them.
 std::string ModelSummaryText(const EvlConfig& config);
