@@ -19,9 +19,8 @@ namespace evl {
 int RunEval(int* argc, char*** argv, const ConfigFlags& flags, const std::string& checkpoint, const std::string& out) {
   EvlConfig config = LoadEffectiveConfig(flags.config_path, flags.overrides);
   if (checkpoint.empty()) throw std::invalid_argument("evl eval: --checkpoint is required");
-  Topology topo = InitTopology(argc, argv, config.train().threads());
-  int status = 0;
-  try {
+  return RunRankJob(argc, argv, config.train().threads(), [&](const Topology& topo) {
+    // Results are gathered as CPU tensors, so evaluation talks MPI whatever the device.
     auto comm = MakeMpiCommunicator(config.dist().stall_timeout_s());
     const torch::Device device = SelectDevice(topo.local_rank);
     EVLTransformer model = BuildModel(config, device);
@@ -39,12 +38,8 @@ int RunEval(int* argc, char*** argv, const ConfigFlags& flags, const std::string
                 << "% of the time decoding; predictions.jsonl, metrics.json, "
                 << "confusion.csv in " << dir << "\n";
     }
-  } catch (const std::exception& e) {
-    LOG(ERROR) << e.what();
-    MPI_Abort(MPI_COMM_WORLD, 1);
-  }
-  FinalizeTopology();
-  return status;
+    return 0;
+  });
 }
 
 }  // namespace evl

@@ -68,4 +68,17 @@ void FinalizeTopology() {
   if (!finalized) MPI_Finalize();
 }
 
+int RunRankJob(int* argc, char*** argv, int requested_threads, const std::function<int(const Topology&)>& body) {
+  const Topology topo = InitTopology(argc, argv, requested_threads);
+  int status = 0;
+  try {
+    status = body(topo);
+  } catch (const std::exception& e) {
+    LOG(ERROR) << e.what();
+    MPI_Abort(MPI_COMM_WORLD, 1);
+  }
+  FinalizeTopology();
+  return status;
+}
+
 }  // namespace evl

@@ -16,9 +16,7 @@ namespace evl {
 int RunTrain(int* argc, char*** argv, const ConfigFlags& flags, const TrainFlags& train_flags) {
   // Config errors surface before MPI starts, on every rank, with the file and field.
   EvlConfig config = LoadEffectiveConfig(flags.config_path, flags.overrides);
-  Topology topo = InitTopology(argc, argv, config.train().threads());
-  int status = 0;
-  try {
+  return RunRankJob(argc, argv, config.train().threads(), [&](const Topology& topo) {
     LOG_IF(INFO, topo.rank == 0) << "job: " << topo.world << " rank(s), " << topo.local_world << " on this node ("
                                  << topo.host << "), " << topo.threads << " thread(s) per rank";
     std::unique_ptr<Communicator> comm;
@@ -30,14 +28,8 @@ int RunTrain(int* argc, char*** argv, const ConfigFlags& flags, const TrainFlags
       comm = MakeMpiCommunicator(config.dist().stall_timeout_s());
     RankContext ctx{topo.rank, topo.world, topo.local_rank, topo.local_world, topo.threads};
     InstallStopSignalHandlers();
-    status = RunTraining(config, *comm, ctx, train_flags);
-  } catch (const std::exception& e) {
-    LOG(ERROR) << e.what();
-    // Other ranks may be waiting in a collective: take the whole job down now.
-    MPI_Abort(MPI_COMM_WORLD, 1);
-  }
-  FinalizeTopology();
-  return status;
+    return RunTraining(config, *comm, ctx, train_flags);
+  });
 }
 
 }  // namespace evl

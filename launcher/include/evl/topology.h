@@ -3,6 +3,7 @@
 // and compute threads per rank from the cores this rank may use.
 #pragma once
 
+#include <functional>
 #include <string>
 
 namespace evl {
@@ -19,5 +20,10 @@ struct Topology {
 // disagreeing with OMPI_COMM_WORLD_LOCAL_RANK/SLURM_LOCALID, more local ranks than GPUs).
 Topology InitTopology(int* argc, char*** argv, int requested_threads);
 void FinalizeTopology();
+
+// One rank's job: InitTopology, `body`, FinalizeTopology. An exception from `body` is logged and
+// takes the whole job down with MPI_Abort (other ranks may be waiting in a collective). Returns
+// body's status.
+int RunRankJob(int* argc, char*** argv, int requested_threads, const std::function<int(const Topology&)>& body);
 
 }  // namespace evl
