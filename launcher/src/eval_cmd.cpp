@@ -1,6 +1,5 @@
 // `evl eval`: distributed multi-view evaluation of a checkpoint (official .pth or evl checkpoint).
 #include <glog/logging.h>
-#include <mpi.h>
 
 #include <iomanip>
 #include <iostream>

@@ -3,7 +3,6 @@
 
 #include "commands.h"
 #include "config.h"
-#include <mpi.h>
 
 #include "evl/communicator.h"
 #include "evl/runtime_info.h"
