@@ -14,6 +14,7 @@ PACKAGES=(
   python3-torch python3-numpy python3-av
   clang libclang-rt-14-dev
   libgoogle-perftools-dev
+  slurmctld slurmd slurm-client munge
 )
 
 missing=()

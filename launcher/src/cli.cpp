@@ -67,7 +67,8 @@ int RunCli(int argc, char** argv) {
   auto* eval = app.add_subcommand("eval", "distributed multi-view evaluation of a checkpoint");
   AddConfigFlags(eval, &flags);
   std::string eval_checkpoint, eval_out;
-  eval->add_option("--checkpoint", eval_checkpoint, "official .pth or evl checkpoint")->required();
+  eval->add_option("--checkpoint", eval_checkpoint,
+                   "official .pth or evl checkpoint (default: the newest valid one in RUN_DIR/checkpoints)");
   eval->add_option("--out", eval_out, "output directory (default RUN_DIR/eval)");
   auto* predict = app.add_subcommand("predict", "logits for one video or a .npy clip tensor");
   AddConfigFlags(predict, &flags);
@@ -86,8 +87,30 @@ int RunCli(int argc, char** argv) {
   launch->add_flag("--oversubscribe", launch_oversubscribe, "allow more ranks than cores (automatic locally)");
   launch->add_flag("--bind", launch_bind, "bind each rank to a core (default: no binding)");
   launch->add_option("command", launch_command, "the evl command to run on every rank, after --");
-  auto* submit = app.add_subcommand("submit", "render and submit a Slurm batch job");
+  auto* submit = app.add_subcommand("submit", "render and submit a Slurm batch job (srun --mpi=pmix, one task per GPU)");
   AddConfigFlags(submit, &flags);
+  SubmitOptions so;
+  submit->add_option("--nodes", so.nodes, "nodes")->check(CLI::PositiveNumber);
+  submit->add_option("--gpus-per-node", so.gpus_per_node, "GPUs per node (one task each); 0 for CPU-only jobs");
+  submit->add_option("--tasks-per-node", so.tasks_per_node, "tasks (ranks) per node; default: one per GPU, or 1");
+  submit->add_option("--cpus-per-task", so.cpus_per_task, "CPU cores per task (decode threads + compute)");
+  submit->add_option("--time", so.time, "time limit (default slurm.time)");
+  submit->add_option("--partition", so.partition, "partition (default slurm.partition)");
+  submit->add_option("--account", so.account, "account (default slurm.account)");
+  submit->add_option("--qos", so.qos, "QOS (default slurm.qos)");
+  submit->add_option("--constraint", so.constraint, "node features");
+  submit->add_option("--mem", so.mem, "memory per node");
+  submit->add_option("--job-name", so.job_name, "job name (default evl-train / evl-eval)");
+  submit->add_option("--dependency", so.dependency, "sbatch dependency, e.g. afterok:123");
+  submit->add_option("--signal-seconds", so.signal_seconds,
+                     "checkpoint-and-requeue signal this many seconds before the time limit (default slurm.signal_seconds; 0: none)");
+  submit->add_option("--max-requeues", so.max_requeues, "stop requeueing after this many restarts (default slurm.max_requeues)");
+  submit->add_option("--template", so.template_path, "sbatch template (default: the built-in slurm/evl.sbatch.in)");
+  submit->add_flag("--dry-run", so.dry_run, "print the script (and write it to RUN_DIR/slurm) without submitting");
+  submit->add_flag("--eval", so.eval, "submit `evl eval` of a checkpoint instead of training");
+  submit->add_flag("--then-eval", so.then_eval, "also submit an evaluation that runs after training succeeds");
+  submit->add_option("--checkpoint", so.checkpoint, "checkpoint for --eval (default: the run's newest valid one)");
+  submit->add_option("sbatch_args", so.sbatch_args, "extra sbatch options, after --");
   auto* data = app.add_subcommand("data", "datasets: synth, probe, prepare, bench");
   data->require_subcommand(1);
   SynthOptions synth;
@@ -144,6 +167,7 @@ int RunCli(int argc, char** argv) {
       if (action == "export") return NotImplemented("ckpt export");
       return RunCkpt(action, ckpt_path);
     }
+    if (*submit) return RunSubmit(flags, so, SelfPath(argv[0]));
     if (*launch) return RunLaunch(launch_ranks, launch_hosts, launch_hostfile, launch_oversubscribe, launch_bind,
                                   launch_command, SelfPath(argv[0]));
     if (*data) {

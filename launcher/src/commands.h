@@ -11,6 +11,22 @@ struct ConfigFlags {
   std::vector<std::string> overrides;
 };
 
+struct SubmitOptions {
+  int nodes = 1;
+  int gpus_per_node = 0;
+  int tasks_per_node = 0;  // 0: one per GPU, or 1 without GPUs
+  int cpus_per_task = 0;
+  std::string time, partition, account, qos, constraint, mem, job_name, dependency;
+  int signal_seconds = -1;  // -1: slurm.signal_seconds of the config
+  int max_requeues = -1;    // -1: slurm.max_requeues of the config
+  std::string template_path;  // empty: the embedded slurm/evl.sbatch.in
+  bool dry_run = false;
+  bool eval = false;        // submit `evl eval` instead of `evl train`
+  bool then_eval = false;   // submit training and an evaluation that starts after it succeeds
+  std::string checkpoint;   // evl eval --checkpoint (default: the run's newest valid checkpoint)
+  std::vector<std::string> sbatch_args;  // after --
+};
+
 int RunInfo(bool with_model, const ConfigFlags& flags);
 int RunDataSynth(const struct SynthOptions& options);
 int RunTrain(int* argc, char*** argv, const ConfigFlags& flags, const struct TrainFlags& train_flags);
@@ -18,6 +34,7 @@ int RunEval(int* argc, char*** argv, const ConfigFlags& flags, const std::string
 int RunCkpt(const std::string& action, const std::string& path);
 int RunLaunch(int ranks, const std::string& hosts, const std::string& hostfile, bool oversubscribe, bool bind,
               const std::vector<std::string>& command, const std::string& self);
+int RunSubmit(const ConfigFlags& flags, const SubmitOptions& options, const std::string& self);
 int RunDataProbe(const std::string& list, const std::string& data_root, int num_classes);
 
 }  // namespace evl

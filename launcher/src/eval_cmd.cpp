@@ -12,18 +12,30 @@
 #include "evl/model_factory.h"
 #include "evl/runtime_info.h"
 #include "evl/topology.h"
+#include "evl/trainer.h"
 
 namespace evl {
 
 int RunEval(int* argc, char*** argv, const ConfigFlags& flags, const std::string& checkpoint, const std::string& out) {
   EvlConfig config = LoadEffectiveConfig(flags.config_path, flags.overrides);
-  if (checkpoint.empty()) throw std::invalid_argument("evl eval: --checkpoint is required");
+  std::string weights = checkpoint;
+  if (weights.empty()) {
+    // The run's newest checkpoint that verifies: what a chained `evl submit --then-eval` evaluates.
+    std::vector<std::string> skipped;
+    weights = FindNewestValidCheckpoint(config.train().run_dir(), &skipped);
+    for (const auto& s : skipped) LOG(WARNING) << "skipping checkpoint " << s;
+    if (weights.empty())
+      throw std::invalid_argument("evl eval: no --checkpoint given and no valid checkpoint in " +
+                                  config.train().run_dir() + "/checkpoints");
+  }
   return RunRankJob(argc, argv, config.train().threads(), [&](const Topology& topo) {
     // Results are gathered as CPU tensors, so evaluation talks MPI whatever the device.
     auto comm = MakeMpiCommunicator(config.dist().stall_timeout_s());
+    ResolveDataPaths(&config, *comm);
+    LOG_IF(INFO, topo.rank == 0) << "evaluating " << weights;
     const torch::Device device = SelectDevice(topo.local_rank);
     EVLTransformer model = BuildModel(config, device);
-    LoadTrainedWeights(*model, checkpoint);
+    LoadTrainedWeights(*model, weights);
     const std::string dir = out.empty() ? config.train().run_dir() + "/eval" : out;
     if (topo.rank == 0) MakeDirectories(dir);
     const EvalReport r = Evaluate(model, config, *comm, device, dir);

@@ -33,23 +33,52 @@ Topology InitTopology(int* argc, char*** argv, int requested_threads) {
   MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, t.rank, MPI_INFO_NULL, &local);
   MPI_Comm_rank(local, &t.local_rank);
   MPI_Comm_size(local, &t.local_world);
-  MPI_Comm_free(&local);
   char host[256] = {};
   gethostname(host, sizeof host - 1);
   t.host = host;
-  for (const char* var : {"OMPI_COMM_WORLD_LOCAL_RANK", "SLURM_LOCALID"}) {
-    const int env = EnvInt(var, -1);
-    if (env >= 0 && env != t.local_rank)
-      throw std::runtime_error("rank " + std::to_string(t.rank) + " on " + t.host + ": local rank " +
-                               std::to_string(t.local_rank) + " from MPI disagrees with " + var + "=" +
-                               std::to_string(env));
+  // Node index: the rank of this node's first rank among all nodes' first ranks (Slurm numbers
+  // nodes the same way under its block distribution).
+  MPI_Comm leaders;
+  MPI_Comm_split(MPI_COMM_WORLD, t.local_rank == 0 ? 0 : MPI_UNDEFINED, t.rank, &leaders);
+  if (leaders != MPI_COMM_NULL) {
+    MPI_Comm_rank(leaders, &t.node);
+    MPI_Comm_size(leaders, &t.nodes);
+    MPI_Comm_free(&leaders);
   }
+  MPI_Bcast(&t.node, 1, MPI_INT, 0, local);
+  MPI_Comm_free(&local);
+  MPI_Bcast(&t.nodes, 1, MPI_INT, 0, MPI_COMM_WORLD);
+  const std::string who = "rank " + std::to_string(t.rank) + " on " + t.host + ": ";
+  // Slurm's numbering describes this process only when srun started the ranks themselves (not
+  // mpirun's daemons inside an allocation): then its task ids are the MPI ranks.
+  const bool srun_tasks = EnvInt("SLURM_STEP_NUM_TASKS", -1) == t.world && EnvInt("SLURM_PROCID", -1) == t.rank;
+  for (const auto& [var, value] : {std::pair<const char*, int>{"OMPI_COMM_WORLD_LOCAL_RANK", t.local_rank},
+                                   {"SLURM_LOCALID", t.local_rank},
+                                   {"SLURM_NODEID", t.node}}) {
+    if (!srun_tasks && std::string(var).rfind("SLURM_", 0) == 0) continue;
+    const int env = EnvInt(var, -1);
+    if (env >= 0 && env != value)
+      throw std::runtime_error(who + "MPI places it at " + (std::string(var) == "SLURM_NODEID" ? "node " : "local rank ") +
+                               std::to_string(value) + " but " + var + "=" + std::to_string(env) +
+                               " (launch one task per GPU with srun --mpi=pmix or mpirun, not both)");
+  }
+  t.device = "cpu";
   if (TorchCudaAvailable()) {
-    // One GPU per local rank; the count comes from LibTorch via the model library.
+    // One GPU per local rank: either every rank sees the node's GPUs and takes the local rank's,
+    // or Slurm bound one GPU to each task (then each sees exactly one).
     const int gpus = TorchCudaDeviceCount();
-    if (t.local_world > gpus)
-      throw std::runtime_error(std::to_string(t.local_world) + " ranks on " + t.host + " but " +
-                               std::to_string(gpus) + " GPU(s) visible");
+    const int allocated = srun_tasks ? EnvInt("SLURM_GPUS_ON_NODE", -1) : -1;
+    if (gpus == 1 && t.local_world > 1 && allocated >= 0 && allocated < t.local_world)
+      throw std::runtime_error(who + std::to_string(t.local_world) + " tasks on the node but SLURM_GPUS_ON_NODE=" +
+                               std::to_string(allocated) + ": ask for one GPU per task (--gpus-per-node)");
+    if (gpus > 1 && t.local_world > gpus)
+      throw std::runtime_error(who + std::to_string(t.local_world) + " ranks on the node but " +
+                               std::to_string(gpus) + " GPU(s) visible (CUDA_VISIBLE_DEVICES=" +
+                               (std::getenv("CUDA_VISIBLE_DEVICES") ? std::getenv("CUDA_VISIBLE_DEVICES") : "unset") + ")");
+    if (gpus > 1 && allocated > 0 && gpus != allocated)
+      throw std::runtime_error(who + std::to_string(gpus) + " GPU(s) visible but SLURM_GPUS_ON_NODE=" +
+                               std::to_string(allocated));
+    t.device = "cuda:" + std::to_string(gpus == 1 ? 0 : t.local_rank % gpus);
   }
   cpu_set_t set;
   int usable = static_cast<int>(std::thread::hardware_concurrency());
@@ -59,6 +88,10 @@ Topology InitTopology(int* argc, char*** argv, int requested_threads) {
   t.threads = requested_threads > 0 ? requested_threads
                                     : std::max(1, usable < all ? usable : all / std::max(1, t.local_world));
   SetTorchNumThreads(t.threads);
+  // Every rank says once where it runs: the first thing to read when a multi-node job misbehaves.
+  LOG(INFO) << "rank " << t.rank << "/" << t.world << " on " << t.host << " (node " << t.node << "/" << t.nodes
+            << ", local rank " << t.local_rank << "/" << t.local_world << "), device " << t.device << ", "
+            << t.threads << " thread(s)";
   return t;
 }
 

@@ -7,6 +7,7 @@
 #include <atomic>
 #include <chrono>
 #include <csignal>
+#include <thread>
 #include <cmath>
 #include <cstdlib>
 #include <fstream>
@@ -334,6 +335,8 @@ int RunTraining(const EvlConfig& input_config, Communicator& comm, const RankCon
   }
   const char* exit_at = std::getenv("EVL_TEST_EXIT_AT_STEP");      // test hook: simulate a dying rank
   const char* signal_at = std::getenv("EVL_TEST_SIGNAL_AT_STEP");  // test hook: preemption at a known step
+  // Test hook: slow steps, so that a job is still training when Slurm's time-limit signal comes.
+  const int step_delay_ms = std::getenv("EVL_TEST_STEP_DELAY_MS") ? std::atoi(std::getenv("EVL_TEST_STEP_DELAY_MS")) : 0;
   const int64_t local_batch = t.batch_size() / world, micro = local_batch / t.batch_split();
   const auto start = Clock::now();
   double window_start_s = 0, window_wait = 0, window_comm = 0;
@@ -348,6 +351,7 @@ int RunTraining(const EvlConfig& input_config, Communicator& comm, const RankCon
       std::_Exit(7);
     }
     if (signal_at && std::atoll(signal_at) == step && lead) std::raise(SIGUSR1);
+    if (step_delay_ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(step_delay_ms));
     const double wait0 = loader.counters().wait_s;
     Batch batch;
     if (!loader.Next(&batch)) break;

@@ -11,13 +11,16 @@ namespace evl {
 struct Topology {
   int rank = 0, world = 1;
   int local_rank = 0, local_world = 1;
+  int node = 0, nodes = 1;  // this rank's node index, number of nodes
   int threads = 1;
   std::string host;
+  std::string device;  // "cpu" or "cuda:K"
 };
 
 // Initialises MPI (MPI_THREAD_MULTIPLE) and fills the topology. `requested_threads` > 0 overrides
 // the automatic choice. Throws std::runtime_error on an inconsistent environment (local rank
-// disagreeing with OMPI_COMM_WORLD_LOCAL_RANK/SLURM_LOCALID, more local ranks than GPUs).
+// disagreeing with OMPI_COMM_WORLD_LOCAL_RANK/SLURM_LOCALID, node index with SLURM_NODEID,
+// more local ranks than GPUs, visible GPUs disagreeing with SLURM_GPUS_ON_NODE).
 Topology InitTopology(int* argc, char*** argv, int requested_threads);
 void FinalizeTopology();
 

@@ -1,0 +1,35 @@
+// Slurm integration, owned by the launcher: rendering the batch script of `evl submit`, running
+// sbatch/scontrol, and requeueing a job whose ranks checkpointed after a stop signal.
+#pragma once
+
+#include <map>
+#include <string>
+#include <vector>
+
+namespace evl {
+
+// Fills every {{NAME}} of `text` from `values`. Throws std::invalid_argument naming the first
+// placeholder without a value (a user's edited template may carry a typo).
+std::string RenderTemplate(const std::string& text, const std::map<std::string, std::string>& values,
+                           const std::string& template_name);
+
+// Runs argv[0] (searched in PATH) with stdout+stderr captured; returns the exit status (127 when it
+// cannot be started, 128+N when killed by signal N).
+int RunCaptured(const std::vector<std::string>& argv, std::string* output);
+
+// The job id of `sbatch --parsable` output ("123" or "123;cluster"); throws if there is none.
+std::string ParseSbatchJobId(const std::string& output);
+
+// What the environment says about the Slurm job this process runs in.
+struct SlurmJobInfo {
+  bool in_job = false;     // SLURM_JOB_ID is set
+  std::string job_id;
+  int restart_count = 0;   // SLURM_RESTART_COUNT (unset on the first run)
+};
+SlurmJobInfo SlurmJobFromEnv();
+
+// After a checkpoint-and-exit (status 75) in a Slurm job: whether to requeue, given how often the job
+// was requeued already. Returns "" to requeue, else the reason not to.
+std::string RequeueRefusal(const SlurmJobInfo& job, int max_requeues);
+
+}  // namespace evl

@@ -1,0 +1,98 @@
+#include "evl/slurm.h"
+
+#include <fcntl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cstdlib>
+#include <stdexcept>
+
+namespace evl {
+
+std::string RenderTemplate(const std::string& text, const std::map<std::string, std::string>& values,
+                           const std::string& template_name) {
+  std::string out;
+  size_t pos = 0;
+  while (true) {
+    const size_t open = text.find("{{", pos);
+    if (open == std::string::npos) break;
+    const size_t close = text.find("}}", open + 2);
+    if (close == std::string::npos) break;
+    const std::string name = text.substr(open + 2, close - open - 2);
+    const auto it = values.find(name);
+    if (it == values.end()) {
+      const int line = 1 + static_cast<int>(std::count(text.begin(), text.begin() + open, '\n'));
+      throw std::invalid_argument(template_name + ":" + std::to_string(line) + ": unknown placeholder {{" + name + "}}");
+    }
+    out.append(text, pos, open - pos);
+    out += it->second;
+    pos = close + 2;
+  }
+  out.append(text, pos, std::string::npos);
+  return out;
+}
+
+int RunCaptured(const std::vector<std::string>& argv, std::string* output) {
+  int fds[2];
+  if (pipe(fds) != 0) return 127;
+  const pid_t pid = fork();
+  if (pid < 0) {
+    close(fds[0]);
+    close(fds[1]);
+    return 127;
+  }
+  if (pid == 0) {
+    dup2(fds[1], 1);
+    dup2(fds[1], 2);
+    close(fds[0]);
+    close(fds[1]);
+    std::vector<char*> args;
+    for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+    args.push_back(nullptr);
+    execvp(args[0], args.data());
+    _exit(127);
+  }
+  close(fds[1]);
+  char buf[4096];
+  ssize_t n;
+  while ((n = read(fds[0], buf, sizeof buf)) > 0) output->append(buf, static_cast<size_t>(n));
+  close(fds[0]);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  if (WIFEXITED(status)) return WEXITSTATUS(status);
+  return WIFSIGNALED(status) ? 128 + WTERMSIG(status) : 127;
+}
+
+std::string ParseSbatchJobId(const std::string& output) {
+  // --parsable prints "<id>[;<cluster>]" on the last line; warnings may come before it.
+  size_t end = output.find_last_not_of(" \n\r\t");
+  if (end == std::string::npos) throw std::runtime_error("sbatch printed no job id");
+  const size_t begin = output.find_last_of('\n', end);
+  std::string line = output.substr(begin == std::string::npos ? 0 : begin + 1, end + 1);
+  line = line.substr(0, line.find(';'));
+  if (line.empty() || !std::all_of(line.begin(), line.end(), [](unsigned char c) { return std::isdigit(c); }))
+    throw std::runtime_error("sbatch printed no job id: " + output);
+  return line;
+}
+
+SlurmJobInfo SlurmJobFromEnv() {
+  SlurmJobInfo job;
+  if (const char* id = std::getenv("SLURM_JOB_ID")) {
+    job.in_job = true;
+    job.job_id = id;
+  }
+  if (const char* n = std::getenv("SLURM_RESTART_COUNT")) job.restart_count = std::atoi(n);
+  return job;
+}
+
+std::string RequeueRefusal(const SlurmJobInfo& job, int max_requeues) {
+  if (!job.in_job) return "not a Slurm job";
+  if (job.restart_count >= max_requeues)
+    return "the job was requeued " + std::to_string(job.restart_count) + " time(s) already (slurm.max_requeues " +
+           std::to_string(max_requeues) + ")";
+  return "";
+}
+
+}  // namespace evl
