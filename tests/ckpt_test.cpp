@@ -12,6 +12,7 @@
 #include "test_paths.h"
 #include "evl/checkpoint.h"
 #include "evl/npy.h"
+#include "evl/weights.h"
 #include "test_util.h"
 
 namespace evl::test {
@@ -225,6 +226,41 @@ TEST(CkptCli, InspectAndVerify) {
   auto v = RunCommand(kEvl + " ckpt verify " + dir + "/c.evlckpt");
   EXPECT_NE(v.status, 0);
   EXPECT_NE(v.output.find("INVALID"), std::string::npos) << v.output;
+}
+
+TEST(CkptCli, ExportRoundTripsThroughTorchLoad) {
+  const std::string dir = ScratchDir("ckpt_export");
+  CheckpointState s = SmallState(9);
+  s.tensors.emplace_back("model/decoder.c", torch::randn({2, 3}).to(torch::kBFloat16));
+  WriteCheckpointFile(dir + "/c.evlckpt", s);
+  auto e = RunCommand(kEvl + " ckpt export --format pth " + dir + "/c.evlckpt");
+  ASSERT_EQ(e.status, 0) << e.output;
+  // Python's torch.load opens it as the official layout, then saves it again with torch.save.
+  std::ofstream(dir + "/roundtrip.py") << R"py(
+import sys, torch
+d = torch.load(sys.argv[1])
+assert sorted(d) == ['model', 'next_step'], sorted(d)
+assert d['next_step'] == 9, d['next_step']
+m = d['model']
+assert list(m) == ['a', 'b', 'decoder.c'], list(m)
+assert [str(t.dtype) for t in m.values()] == ['torch.float32', 'torch.int64', 'torch.bfloat16']
+torch.save({'model': m}, sys.argv[2])
+print('python ok')
+)py";
+  auto py = RunCommand(std::string(EVL_PYTHON) + " " + dir + "/roundtrip.py " + dir + "/c.pth " + dir + "/again.pth");
+  ASSERT_EQ(py.status, 0) << py.output;
+  const StateDict back = ReadTorchSaveStateDict(dir + "/again.pth");
+  ASSERT_EQ(back.size(), 3u);
+  for (size_t i = 0; i < back.size(); ++i) {
+    EXPECT_EQ("model/" + back[i].first, s.tensors[i == 2 ? 3 : i].first);
+    EXPECT_TRUE(torch::equal(back[i].second, s.tensors[i == 2 ? 3 : i].second)) << back[i].first;
+  }
+  // A corrupt checkpoint is not exported.
+  FlipNearEnd(dir + "/c.evlckpt");
+  auto bad = RunCommand(kEvl + " ckpt export " + dir + "/c.evlckpt --out " + dir + "/bad.pth");
+  EXPECT_NE(bad.status, 0);
+  EXPECT_NE(bad.output.find("checksum mismatch"), std::string::npos) << bad.output;
+  EXPECT_FALSE(Exists(dir + "/bad.pth"));
 }
 
 }  // namespace

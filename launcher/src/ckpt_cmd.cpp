@@ -1,4 +1,4 @@
-// `evl ckpt inspect|verify PATH`.
+// `evl ckpt inspect|verify|export PATH`.
 #include <ATen/core/Tensor.h>
 
 #include <iomanip>
@@ -6,6 +6,7 @@
 
 #include "commands.h"
 #include "evl/checkpoint.h"
+#include "evl/weights.h"
 
 namespace evl {
 
@@ -31,6 +32,23 @@ int RunCkpt(const std::string& action, const std::string& path) {
     std::cout << s.tensors.size() << " tensors, " << bytes << " bytes\nconfig\n" << s.config_text;
   }
   std::cout << "OK: every tensor's crc32c verified\n";
+  return 0;
+}
+
+int RunCkptExport(const std::string& path, const std::string& out) {
+  const CheckpointState s = ReadCheckpointFile(path);  // verified: a corrupt checkpoint is not exported
+  StateDict model;
+  for (const auto& [name, t] : s.tensors)
+    if (name.rfind("model/", 0) == 0) model.emplace_back(name.substr(6), t);
+  std::string dest = out;
+  if (dest.empty()) {
+    const size_t dot = path.rfind('.'), slash = path.rfind('/');
+    dest = (dot != std::string::npos && (slash == std::string::npos || dot > slash) ? path.substr(0, dot) : path) + ".pth";
+  }
+  WriteTorchSaveStateDict(dest, model, s.step);
+  std::cout << "wrote " << dest << ": " << model.size() << " tensors of the trainable model (official key names), "
+            << "next_step " << s.step << "; torch.load(...)['model'] loads into the official EVLTransformer "
+            << "with strict=False (the frozen backbone is not included)\n";
   return 0;
 }
 

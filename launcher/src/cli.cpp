@@ -143,8 +143,11 @@ int RunCli(int argc, char** argv) {
                                                  : "check every tensor's checksum; exit non-zero if any fails");
     sub->add_option("path", ckpt_path, "checkpoint file")->required();
   }
-  auto* ckpt_export = ckpt->add_subcommand("export", "write a .pth that torch.load opens");
-  ckpt_export->allow_extras();
+  auto* ckpt_export = ckpt->add_subcommand("export", "write a .pth that torch.load opens (official key names)");
+  std::string export_format = "pth", export_out;
+  ckpt_export->add_option("path", ckpt_path, "checkpoint file")->required();
+  ckpt_export->add_option("--format", export_format, "output format")->check(CLI::IsMember({"pth"}));
+  ckpt_export->add_option("--out", export_out, "output file (default: the checkpoint's name with .pth)");
   auto* config = app.add_subcommand("config", "validate a config and print the effective one");
   AddConfigFlags(config, &flags);
   auto* info = app.add_subcommand("info", "versions built with and running with (for bug reports)");
@@ -164,7 +167,7 @@ int RunCli(int argc, char** argv) {
     if (*eval) return RunEval(&argc, &argv, flags, eval_checkpoint, eval_out);
     if (*ckpt) {
       const std::string action = ckpt->get_subcommands().front()->get_name();
-      if (action == "export") return NotImplemented("ckpt export");
+      if (action == "export") return RunCkptExport(ckpt_path, export_out);
       return RunCkpt(action, ckpt_path);
     }
     if (*submit) return RunSubmit(flags, so, SelfPath(argv[0]));

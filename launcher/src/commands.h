@@ -32,6 +32,7 @@ int RunDataSynth(const struct SynthOptions& options);
 int RunTrain(int* argc, char*** argv, const ConfigFlags& flags, const struct TrainFlags& train_flags);
 int RunEval(int* argc, char*** argv, const ConfigFlags& flags, const std::string& checkpoint, const std::string& out);
 int RunCkpt(const std::string& action, const std::string& path);
+int RunCkptExport(const std::string& path, const std::string& out);
 int RunLaunch(int ranks, const std::string& hosts, const std::string& hostfile, bool oversubscribe, bool bind,
               const std::vector<std::string>& command, const std::string& self);
 int RunSubmit(const ConfigFlags& flags, const SubmitOptions& options, const std::string& self);

@@ -1,6 +1,8 @@
-// Weight import: format detection, OpenAI CLIP TorchScript -> backbone, state-dict loading.
+// Weight import (format detection, OpenAI CLIP TorchScript -> backbone, state-dict loading) and
+// .pth export.
 #include "evl/weights.h"
 
+#include <torch/csrc/jit/serialization/pickle.h>
 #include <torch/script.h>
 #include <torch/torch.h>
 
@@ -8,6 +10,9 @@
 #include <zip.h>
 #endif
 
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
 #include <fstream>
 #include <map>
 #include <sstream>
@@ -99,6 +104,26 @@ LoadReport LoadStateDict(torch::nn::Module& module, const StateDict& state, bool
   if (strict && (!report.missing.empty() || !report.unexpected.empty()))
     throw WeightsError(source + ": state dict does not match the model: " + report.ToString());
   return report;
+}
+
+void WriteTorchSaveStateDict(const std::string& path, const StateDict& state, int64_t next_step) {
+  c10::Dict<std::string, torch::Tensor> model;
+  for (const auto& [name, t] : state) model.insert(name, t.detach().to(torch::kCPU).contiguous());
+  c10::impl::GenericDict top(c10::StringType::get(), c10::AnyType::get());
+  top.insert("model", model);
+  top.insert("next_step", next_step);
+  // LibTorch's own torch.save-compatible writer: the zip layout and pickle protocol follow the
+  // running LibTorch, which Python's torch.load of the same or a later version reads.
+  const std::vector<char> bytes = torch::pickle_save(c10::IValue(top));
+  const std::string tmp = path + ".tmp";
+  std::FILE* f = std::fopen(tmp.c_str(), "wb");
+  if (!f) throw WeightsError(path + ": cannot create " + tmp + ": " + std::strerror(errno));
+  const bool ok = std::fwrite(bytes.data(), 1, bytes.size(), f) == bytes.size();
+  if (std::fclose(f) != 0 || !ok || std::rename(tmp.c_str(), path.c_str()) != 0) {
+    const std::string why = std::strerror(errno);
+    std::remove(tmp.c_str());
+    throw WeightsError(path + ": write failed: " + why);
+  }
 }
 
 void LoadClipVisual(VisionTransformer2DImpl& backbone, const std::string& path) {

@@ -37,6 +37,11 @@ StateDict ReadTorchSaveStateDict(const std::string& path);
 // Same, from bytes in memory (`name` appears in errors). Used by the fuzzer.
 StateDict ReadTorchSaveStateDictFromBuffer(const std::string& bytes, const std::string& name);
 
+// Writes `{'model': {name: tensor}, 'next_step': next_step}` as a torch.save zip archive, the layout
+// of the official checkpoints, so Python's torch.load opens it (keys in `state` order; the top-level
+// dicts load as plain dicts). Atomic: written to PATH.tmp, then renamed. Throws WeightsError.
+void WriteTorchSaveStateDict(const std::string& path, const StateDict& state, int64_t next_step);
+
 // Reads an OpenAI CLIP TorchScript archive's `visual.*` parameters and maps them to
 // VisionTransformer2D names (weight_loaders.py's mapping). Throws WeightsError naming the tensor
 // on a missing tensor or a shape mismatch with `backbone`; loads into `backbone`.
