@@ -140,6 +140,16 @@ TEST(Tensorboard, Crc32cKnownValue) {
   std::string zeros(32, '\0');
   EXPECT_EQ(Crc32c(zeros.data(), zeros.size()), 0x8A9136AAu);
   EXPECT_EQ(Crc32c("123456789", 9), 0xE3069283u);
+  EXPECT_EQ(Crc32cExtendPortable(0, "123456789", 9), 0xE3069283u);
+  // Hardware and table versions agree on every length and alignment, and extending composes.
+  std::string bytes(300, '\0');
+  for (size_t i = 0; i < bytes.size(); ++i) bytes[i] = static_cast<char>(i * 131 + 7);
+  for (size_t start = 0; start < 9; ++start)
+    for (size_t len = 0; start + len <= bytes.size(); len += 13) {
+      const char* p = bytes.data() + start;
+      ASSERT_EQ(Crc32c(p, len), Crc32cExtendPortable(0, p, len)) << start << " " << len;
+      ASSERT_EQ(Crc32cExtend(Crc32c(p, len / 3), p + len / 3, len - len / 3), Crc32c(p, len));
+    }
 }
 
 }  // namespace

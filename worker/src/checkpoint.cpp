@@ -12,7 +12,9 @@
 #include <chrono>
 #include <cstring>
 #include <fstream>
+#include <memory>
 #include <sstream>
+#include <string_view>
 
 #include "checkpoint.pb.h"
 #include "evl/tensorboard.h"  // Crc32c
@@ -192,7 +194,13 @@ void WriteCheckpointFile(const std::string& path, const CheckpointState& state) 
   }
 }
 
-CheckpointState ReadCheckpointBuffer(const std::string& bytes, const std::string& name) {
+namespace {
+
+// Parses and verifies a whole checkpoint in memory. With `keepalive` (the owner of `data`), tensors
+// are views into it: no copy, and the buffer lives as long as any tensor does.
+CheckpointState ParseCheckpoint(const char* data, size_t size, const std::string& name,
+                                const std::shared_ptr<void>& keepalive) {
+  const std::string_view bytes(data, size);
   auto fail = [&](const std::string& why) -> CheckpointError { return CheckpointError(name + ": " + why); };
   if (bytes.size() < 20 || std::memcmp(bytes.data(), kCheckpointMagic, 8) != 0)
     throw fail("not an evl checkpoint (bad magic or shorter than the header)");
@@ -235,19 +243,44 @@ CheckpointState ReadCheckpointBuffer(const std::string& bytes, const std::string
       throw fail("tensor '" + e.name() + "' lies past the end of the file (truncated)");
     const char* p = bytes.data() + data_start + e.offset();
     if (Crc32c(p, e.length()) != e.crc32c()) throw fail("tensor '" + e.name() + "' checksum mismatch (corrupt)");
-    auto t = torch::empty(shape, torch::TensorOptions().dtype(type));
-    if (e.length()) std::memcpy(t.data_ptr(), p, e.length());
+    torch::Tensor t;
+    if (keepalive && e.length()) {
+      t = torch::from_blob(const_cast<char*>(p), shape, [keepalive](void*) {}, torch::TensorOptions().dtype(type));
+    } else {
+      t = torch::empty(shape, torch::TensorOptions().dtype(type));
+      if (e.length()) std::memcpy(t.data_ptr(), p, e.length());
+    }
     s.tensors.emplace_back(e.name(), t);
   }
   return s;
 }
 
+}  // namespace
+
+CheckpointState ReadCheckpointBuffer(const std::string& bytes, const std::string& name) {
+  return ParseCheckpoint(bytes.data(), bytes.size(), name, nullptr);
+}
+
 CheckpointState ReadCheckpointFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw CheckpointError(path + ": cannot open checkpoint");
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ReadCheckpointBuffer(ss.str(), path);
+  // One read into one aligned buffer that the tensors then point into: loading costs the read and
+  // the checksums, not copies (docs/benchmarks.md).
+  Fd fd(::open(path.c_str(), O_RDONLY));
+  if (fd.get() < 0) throw CheckpointError(path + ": cannot open checkpoint: " + std::strerror(errno));
+  struct stat st;
+  if (::fstat(fd.get(), &st) != 0) throw CheckpointError(path + ": cannot stat: " + std::strerror(errno));
+  const size_t size = static_cast<size_t>(st.st_size);
+  std::shared_ptr<void> buf(std::aligned_alloc(kAlign, AlignUp(std::max<size_t>(size, 1))), std::free);
+  if (!buf) throw CheckpointError(path + ": cannot allocate " + std::to_string(size) + " bytes");
+  char* p = static_cast<char*>(buf.get());
+  size_t got = 0;
+  while (got < size) {
+    const ssize_t n = ::read(fd.get(), p + got, size - got);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) throw CheckpointError(path + ": read failed: " + std::strerror(errno));
+    if (n == 0) break;  // the file shrank under us: parsing reports the truncation
+    got += static_cast<size_t>(n);
+  }
+  return ParseCheckpoint(p, got, path, buf);
 }
 
 std::string CheckpointPath(const std::string& run_dir, int64_t step) {

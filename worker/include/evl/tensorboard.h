@@ -14,6 +14,8 @@ namespace evl {
 uint32_t Crc32c(const void* data, size_t n);
 // Continues a crc32c over more bytes: Crc32cExtend(Crc32c(a), b) == Crc32c(a + b).
 uint32_t Crc32cExtend(uint32_t crc, const void* data, size_t n);
+// The table-driven version used where the CPU lacks SSE4.2's crc32 instruction (tests compare them).
+uint32_t Crc32cExtendPortable(uint32_t crc, const void* data, size_t n);
 // TFRecord's masking of a crc.
 uint32_t MaskCrc(uint32_t crc);
 
