@@ -11,7 +11,7 @@ PACKAGES=(
   libprotobuf-dev protobuf-compiler
   libgoogle-glog-dev libgtest-dev libgmock-dev
   nlohmann-json3-dev libcli11-dev libzip-dev
-  python3-torch python3-numpy python3-av
+  python3-torch python3-numpy python3-av python3-pil
   clang libclang-rt-14-dev
   libgoogle-perftools-dev
   slurmctld slurmd slurm-client munge

@@ -138,7 +138,8 @@ std::string TrainArgs(const std::string& dir, int steps) {
   return SharedData() + " --set train.num_steps=" + std::to_string(steps) +
          " --set train.batch_size=8 --set train.threads=1 --set train.eval_freq=0 --set train.save_freq=0"
          " --set train.print_freq=100 --set data.synthetic.videos=24 --set data.num_workers=1"
-         " --set model.decoder.mlp_dropout=0.3 --set model.cls_dropout=0.3 --set train.run_dir=" + dir;
+         " --set model.decoder.mlp_dropout=0.3 --set model.cls_dropout=0.3"
+         " --set data.auto_augment=rand-m7-n4-mstd0.5-inc1 --set train.run_dir=" + dir;
 }
 
 std::vector<std::string> LossLines(const std::string& dir) {

@@ -10,6 +10,7 @@
 #include "test_paths.h"
 #include "evl/dataset.h"
 #include "evl/loader.h"
+#include "evl/rand_augment.h"
 #include "evl/sampling.h"
 #include "evl/synth.h"
 #include "evl/video_list.h"
@@ -244,7 +245,9 @@ TEST(Augmentation, SameSeedAndIndexGiveIdenticalTensorsAcrossThreadCounts) {
   o.videos = 8;
   o.val_fraction = 0;
   WriteSynthDataset(o);
-  auto ds = std::make_shared<VideoClipDataset>(SmallOptions(dir + "/train.txt", dir, true));
+  auto options = SmallOptions(dir + "/train.txt", dir, true);
+  options.auto_augment = "rand-m9-n4-mstd0.5-inc1";  // RandAugment's draws come from the sample's seed too
+  auto ds = std::make_shared<VideoClipDataset>(options);
   VideoReader r1, r2;
   EXPECT_TRUE(torch::equal(ds->Load(3, 5, r1), ds->Load(3, 5, r2)));
   EXPECT_FALSE(torch::equal(ds->Load(3, 5, r1), ds->Load(3, 6, r1)));  // other step, other draw
@@ -259,6 +262,78 @@ TEST(Augmentation, SameSeedAndIndexGiveIdenticalTensorsAcrossThreadCounts) {
   auto one = run(1), three = run(3);
   ASSERT_EQ(one.size(), three.size());
   for (size_t i = 0; i < one.size(); ++i) EXPECT_TRUE(torch::equal(one[i], three[i])) << "step " << i;
+}
+
+std::vector<uint8_t> ReadBytes(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::vector<uint8_t>((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+}
+
+// Every RandAugment op against Pillow 9 (the library the official code calls) on the same image.
+// Look-up-table ops must be exact; blends and the bicubic affine transforms may differ by one grey
+// level from float rounding, on few pixels.
+TEST(RandAugment, OpsMatchPillow) {
+  const std::string dir = std::string(EVL_FIXTURE_DIR) + "/rand_augment";
+  std::ifstream in(dir + "/cases.json");
+  ASSERT_TRUE(in) << "fixture missing: " << dir;
+  const auto spec = nlohmann::json::parse(in);
+  const int64_t h = spec["height"], w = spec["width"];
+  auto input_bytes = ReadBytes(dir + "/input.bin");
+  ASSERT_EQ(static_cast<int64_t>(input_bytes.size()), h * w * 3);
+  // Two frames: the op must be the same on each.
+  auto frame = torch::from_blob(input_bytes.data(), {1, h, w, 3}, torch::kByte).clone();
+  auto frames = torch::cat({frame, frame});
+  for (const auto& c : spec["cases"]) {
+    const std::string op = c["op"];
+    const double arg = c["arg"];
+    auto want_bytes = ReadBytes(dir + "/" + c["file"].get<std::string>());
+    auto want = torch::from_blob(want_bytes.data(), {h, w, 3}, torch::kByte).to(torch::kInt);
+    auto got = ApplyAugmentOp({op, arg}, frames).to(torch::kInt);
+    ASSERT_TRUE(torch::equal(got[0], got[1])) << op;
+    auto diff = (got[0] - want).abs();
+    const int max_diff = diff.max().item<int>();
+    const double off_share = diff.gt(0).to(torch::kDouble).mean().item<double>();
+    const bool lut = op == "AutoContrast" || op == "Equalize" || op == "Invert" || op == "Posterize" ||
+                     op == "Solarize" || op == "SolarizeAdd";
+    if (lut) {
+      EXPECT_EQ(max_diff, 0) << op << " " << arg;
+    } else {
+      EXPECT_LE(max_diff, 1) << op << " " << arg << " (" << 100 * off_share << "% of values differ)";
+      EXPECT_LE(off_share, 0.02) << op << " " << arg;
+    }
+  }
+}
+
+TEST(RandAugment, ParsesTheOfficialSpecAndDrawsFromTheSeed) {
+  const auto c = ParseRandAugment("rand-m7-n4-mstd0.5-inc1");
+  EXPECT_EQ(c.magnitude, 7);
+  EXPECT_EQ(c.num_layers, 4);
+  EXPECT_DOUBLE_EQ(c.magnitude_std, 0.5);
+  EXPECT_TRUE(c.increasing);
+  EXPECT_EQ(RandAugmentOps(c).size(), 15u);
+  EXPECT_EQ(RandAugmentOps(c)[4], "PosterizeIncreasing");
+  for (const char* bad : {"augmix-m3", "rand-m7x", "rand-q3", "rand-w0"}) {
+    try {
+      ParseRandAugment(bad);
+      ADD_FAILURE() << bad << " accepted";
+    } catch (const std::invalid_argument& e) {
+      EXPECT_NE(std::string(e.what()).find(bad), std::string::npos) << e.what();
+    }
+  }
+  // Same generator state, same ops; about half of the 4 drawn ops apply; magnitudes near 7.
+  std::mt19937_64 a(5), b(5);
+  int applied = 0;
+  for (int i = 0; i < 200; ++i) {
+    const auto sa = SampleRandAugment(c, a), sb = SampleRandAugment(c, b);
+    ASSERT_EQ(sa.size(), sb.size());
+    for (size_t k = 0; k < sa.size(); ++k) {
+      EXPECT_EQ(sa[k].op, sb[k].op);
+      EXPECT_EQ(sa[k].arg, sb[k].arg);
+      if (sa[k].op == "Rotate") EXPECT_NEAR(std::abs(sa[k].arg), 21.0, 6.0);  // 30 * m/10, m ~ N(7, 0.5)
+    }
+    applied += static_cast<int>(sa.size());
+  }
+  EXPECT_NEAR(applied / 200.0, 2.0, 0.3);
 }
 
 TEST(EvalViews, ShapeIsSpatialTimesTemporal) {

@@ -42,7 +42,12 @@ at::Tensor LoadTestViews(const std::string& path, const ClipDatasetOptions& o_, 
 }
 
 VideoClipDataset::VideoClipDataset(const ClipDatasetOptions& options)
-    : o_(options), entries_(ReadVideoList(options.list_path, options.data_root, options.num_classes)) {}
+    : o_(options), entries_(ReadVideoList(options.list_path, options.data_root, options.num_classes)) {
+  if (o_.train && !o_.auto_augment.empty()) {
+    rand_augment_config_ = ParseRandAugment(o_.auto_augment);
+    rand_augment_ = true;
+  }
+}
 
 at::Tensor VideoClipDataset::Load(int64_t index, uint64_t step, VideoReader& reader) const {
   const VideoEntry& e = entries_.at(index);
@@ -58,7 +63,12 @@ at::Tensor VideoClipDataset::Load(int64_t index, uint64_t step, VideoReader& rea
       const int64_t start = starts > 0 ? std::uniform_int_distribution<int64_t>(0, starts - 1)(rng) : 0;
       idx = DenseTrainIndices(len, o_.num_frames, o_.sampling_rate, start);
     }
-    auto clip = Normalize(reader.Decode(idx), o_.mean, o_.std);  // [3,T,H,W]
+    torch::Tensor frames = reader.Decode(idx);  // uint8 [T,H,W,3]
+    // RandAugment on the decoded frames, before normalisation and the crop, as officially; one
+    // draw for the clip, the same op on every frame.
+    if (rand_augment_)
+      for (const auto& step : SampleRandAugment(rand_augment_config_, rng)) frames = ApplyAugmentOp(step, frames);
+    auto clip = Normalize(frames, o_.mean, o_.std);  // [3,T,H,W]
     const CropBox box = RandomResizedCropBox(clip.size(2), clip.size(3), o_.min_scale, 1.0, 3.0 / 4.0, 4.0 / 3.0, rng);
     // One box for every frame of the clip, resized like the official F.interpolate call.
     clip = torch::nn::functional::interpolate(

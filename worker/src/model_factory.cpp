@@ -82,6 +82,7 @@ ClipDatasetOptions DatasetOptionsFromConfig(const EvlConfig& c, bool train) {
     o.std[i] = c.data().std(i);
   }
   o.mirror = c.data().mirror();
+  o.auto_augment = c.data().auto_augment();
   o.min_scale = c.data().random_resized_crop_min_scale();
   o.seed = static_cast<uint64_t>(c.train().seed());
   o.train = train;

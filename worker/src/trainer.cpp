@@ -242,9 +242,6 @@ int RunTraining(const EvlConfig& input_config, Communicator& comm, const RankCon
     throw std::invalid_argument("train.batch_size " + std::to_string(t.batch_size()) + " must divide by world (" +
                                 std::to_string(comm.world()) + ") x train.batch_split (" +
                                 std::to_string(t.batch_split()) + ")");
-  if (!config.data().auto_augment().empty())
-    throw std::invalid_argument("data.auto_augment \"" + config.data().auto_augment() +
-                                "\": RandAugment is not implemented in evl yet; remove the field to train without it");
   if (lead) MakeDirectories(t.run_dir());
   ResolveDataPaths(&config, comm);
   const torch::Device device = SelectDevice(ctx.local_rank);

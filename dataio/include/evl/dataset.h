@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "evl/rand_augment.h"
 #include "evl/video_list.h"
 
 namespace at {
@@ -30,6 +31,7 @@ struct ClipDatasetOptions {
   std::array<float, 3> mean{0.48145466f, 0.4578275f, 0.40821073f};
   std::array<float, 3> std{0.26862954f, 0.26130258f, 0.27577711f};
   bool mirror = true;             // train: horizontal flip with p = 0.5
+  std::string auto_augment;       // train: RandAugment spec ("rand-m7-n4-mstd0.5-inc1"), empty: none
   double min_scale = 0.08;        // train: random resized crop area range [min_scale, 1]
   uint64_t seed = 0;
   bool train = true;
@@ -41,7 +43,7 @@ at::Tensor LoadTestViews(const std::string& path, const ClipDatasetOptions& opti
 
 class VideoClipDataset {
  public:
-  // Reads the list (throws DataError naming file:line).
+  // Reads the list (throws DataError naming file:line); checks auto_augment (std::invalid_argument).
   explicit VideoClipDataset(const ClipDatasetOptions& options);
   int64_t size() const { return static_cast<int64_t>(entries_.size()); }
   const VideoEntry& entry(int64_t i) const { return entries_[i]; }
@@ -56,6 +58,8 @@ class VideoClipDataset {
  private:
   ClipDatasetOptions o_;
   std::vector<VideoEntry> entries_;
+  bool rand_augment_ = false;
+  RandAugmentConfig rand_augment_config_;
 };
 
 }  // namespace evl

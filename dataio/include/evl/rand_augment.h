@@ -1,0 +1,50 @@
+// RandAugment for video, as the official EVL code configures it (`auto_augment`, e.g.
+// "rand-m7-n4-mstd0.5-inc1", after timm/PySlowFast): per clip, `n` ops drawn uniformly with
+// replacement, each applied with probability 0.5 at a magnitude drawn from N(m, mstd) clipped to
+// [0, 10], with the same op and arguments for every frame of the clip. The ops reproduce Pillow
+// 9's (ImageOps, ImageEnhance, affine transforms with bicubic resampling and a (128,128,128) fill)
+// on uint8 RGB frames. Random choices come from the caller's generator, so the sample's seed
+// decides them.
+#pragma once
+
+#include <cstdint>
+#include <random>
+#include <string>
+#include <vector>
+
+namespace at {
+class Tensor;
+}
+
+namespace evl {
+
+struct RandAugmentConfig {
+  int magnitude = 10;
+  int num_layers = 2;
+  double magnitude_std = 0;
+  bool increasing = false;  // the *Increasing op variants ("inc")
+};
+
+// Parses "rand-m7-n4-mstd0.5-inc1". Throws std::invalid_argument naming the spec and the part.
+// As in the official parser, "inc" with any value selects the increasing ops, and an unknown
+// section is ignored only if it has no digits.
+RandAugmentConfig ParseRandAugment(const std::string& spec);
+
+// One drawn op: its official name ("Rotate", "PosterizeIncreasing", ...) and its argument (degrees,
+// factor, bits, threshold, ... as the official level-to-argument functions give it).
+struct AugmentStep {
+  std::string op;
+  double arg = 0;
+};
+
+// The ops this config draws from, in the official order.
+const std::vector<std::string>& RandAugmentOps(const RandAugmentConfig& config);
+
+// Draws the ops of one clip (an op skipped by its probability is left out).
+std::vector<AugmentStep> SampleRandAugment(const RandAugmentConfig& config, std::mt19937_64& rng);
+
+// Applies one op to every frame of a contiguous uint8 tensor [T, H, W, 3] and returns the result.
+// Throws std::invalid_argument for an unknown op name.
+at::Tensor ApplyAugmentOp(const AugmentStep& step, const at::Tensor& frames);
+
+}  // namespace evl

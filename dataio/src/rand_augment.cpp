@@ -1,0 +1,310 @@
+#include "evl/rand_augment.h"
+
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <regex>
+#include <stdexcept>
+
+namespace evl {
+namespace {
+
+constexpr double kMaxLevel = 10.0;
+constexpr uint8_t kFill = 128;
+
+using Lut = std::array<uint8_t, 256>;
+
+uint8_t Clip8(double v) { return v <= 0.0 ? 0 : v >= 255.0 ? 255 : static_cast<uint8_t>(v); }
+
+// One frame: H x W x 3 bytes.
+struct Frame {
+  uint8_t* p;
+  int64_t h, w;
+  uint8_t& at(int64_t y, int64_t x, int c) const { return p[(y * w + x) * 3 + c]; }
+};
+
+void ApplyLut(const Frame& f, const std::array<Lut, 3>& lut) {
+  for (int64_t i = 0; i < f.h * f.w; ++i)
+    for (int c = 0; c < 3; ++c) f.p[i * 3 + c] = lut[c][f.p[i * 3 + c]];
+}
+
+std::array<std::array<int64_t, 256>, 3> Histograms(const Frame& f) {
+  std::array<std::array<int64_t, 256>, 3> h{};
+  for (int64_t i = 0; i < f.h * f.w; ++i)
+    for (int c = 0; c < 3; ++c) ++h[c][f.p[i * 3 + c]];
+  return h;
+}
+
+// ImageOps.autocontrast(cutoff=0): each band stretched from its lowest to its highest value.
+void AutoContrast(const Frame& f) {
+  const auto hist = Histograms(f);
+  std::array<Lut, 3> lut;
+  for (int c = 0; c < 3; ++c) {
+    int lo = 0, hi = 255;
+    while (lo < 256 && !hist[c][lo]) ++lo;
+    while (hi >= 0 && !hist[c][hi]) --hi;
+    for (int i = 0; i < 256; ++i) {
+      if (hi <= lo) {
+        lut[c][i] = static_cast<uint8_t>(i);
+        continue;
+      }
+      const double scale = 255.0 / (hi - lo), offset = -lo * scale;
+      lut[c][i] = static_cast<uint8_t>(std::clamp(static_cast<int>(i * scale + offset), 0, 255));
+    }
+  }
+  ApplyLut(f, lut);
+}
+
+// ImageOps.equalize: each band's cumulative histogram as the mapping.
+void Equalize(const Frame& f) {
+  const auto hist = Histograms(f);
+  std::array<Lut, 3> lut;
+  for (int c = 0; c < 3; ++c) {
+    int64_t total = 0, last = 0, nonzero = 0;
+    for (int i = 0; i < 256; ++i)
+      if (hist[c][i]) total += hist[c][i], last = hist[c][i], ++nonzero;
+    const int64_t step = (total - last) / 255;
+    int64_t n = step / 2;
+    for (int i = 0; i < 256; ++i) {
+      if (nonzero <= 1 || step == 0) {
+        lut[c][i] = static_cast<uint8_t>(i);
+      } else {
+        lut[c][i] = static_cast<uint8_t>(std::min<int64_t>(255, n / step));
+        n += hist[c][i];
+      }
+    }
+  }
+  ApplyLut(f, lut);
+}
+
+void SameLut(const Frame& f, const Lut& l) { ApplyLut(f, {l, l, l}); }
+
+// Pillow's "L" conversion (ITU-R 601-2 luma in 16-bit fixed point).
+uint8_t Luma(const uint8_t* rgb) { return static_cast<uint8_t>((rgb[0] * 19595 + rgb[1] * 38470 + rgb[2] * 7471 + 0x8000) >> 16); }
+
+// Image.blend(degenerate, img, factor): interpolation or extrapolation in float, truncated, clipped.
+void Blend(const Frame& f, const std::vector<uint8_t>& degenerate, double factor) {
+  const float alpha = static_cast<float>(factor);
+  for (int64_t i = 0; i < f.h * f.w * 3; ++i) {
+    const float v = static_cast<float>(degenerate[i]) + alpha * (static_cast<float>(f.p[i]) - static_cast<float>(degenerate[i]));
+    f.p[i] = v <= 0.0f ? 0 : v >= 255.0f ? 255 : static_cast<uint8_t>(v);
+  }
+}
+
+void Enhance(const Frame& f, const std::string& kind, double factor) {
+  const int64_t n = f.h * f.w;
+  std::vector<uint8_t> d(static_cast<size_t>(n * 3), 0);
+  if (kind == "Color") {
+    for (int64_t i = 0; i < n; ++i) d[i * 3] = d[i * 3 + 1] = d[i * 3 + 2] = Luma(f.p + i * 3);
+  } else if (kind == "Contrast") {
+    int64_t sum = 0;
+    for (int64_t i = 0; i < n; ++i) sum += Luma(f.p + i * 3);
+    const auto mean = static_cast<uint8_t>(static_cast<int>(static_cast<double>(sum) / n + 0.5));
+    std::fill(d.begin(), d.end(), mean);
+  } else if (kind == "Sharpness") {
+    // ImageFilter.SMOOTH (3x3, centre 5, divisor 13); the border pixels stay as they are.
+    std::copy(f.p, f.p + n * 3, d.begin());
+    for (int64_t y = 1; y + 1 < f.h; ++y)
+      for (int64_t x = 1; x + 1 < f.w; ++x)
+        for (int c = 0; c < 3; ++c) {
+          float s = 0;
+          for (int dy = -1; dy <= 1; ++dy)
+            for (int dx = -1; dx <= 1; ++dx)
+              s += static_cast<float>(f.at(y + dy, x + dx, c)) * ((dx == 0 && dy == 0) ? 5.0f / 13.0f : 1.0f / 13.0f);
+          d[(y * f.w + x) * 3 + c] = Clip8(s + 0.5f);
+        }
+  }  // Brightness: black
+  Blend(f, d, factor);
+}
+
+// Image.transform(AFFINE, (a..f), BICUBIC, fillcolor=128): output pixel centre (x+.5, y+.5) reads
+// input (a x' + b y' + c, d x' + e y' + f) with Pillow's cubic (a = -1) and clamped neighbours;
+// outside the input it keeps the fill.
+void Affine(const Frame& f, const std::array<double, 6>& m) {
+  std::vector<uint8_t> src(f.p, f.p + f.h * f.w * 3);
+  auto cubic = [](double v1, double v2, double v3, double v4, double d) {
+    const double p1 = v2, p2 = -v1 + v3, p3 = 2 * (v1 - v2) + v3 - v4, p4 = -v1 + v2 - v3 + v4;
+    return p1 + d * (p2 + d * (p3 + d * p4));
+  };
+  auto clampi = [](int64_t v, int64_t n) { return std::min<int64_t>(std::max<int64_t>(v, 0), n - 1); };
+  for (int64_t y = 0; y < f.h; ++y)
+    for (int64_t x = 0; x < f.w; ++x) {
+      const double xo = x + 0.5, yo = y + 0.5;
+      double xin = m[0] * xo + m[1] * yo + m[2], yin = m[3] * xo + m[4] * yo + m[5];
+      uint8_t* out = f.p + (y * f.w + x) * 3;
+      if (xin < 0.0 || xin >= f.w || yin < 0.0 || yin >= f.h) {
+        out[0] = out[1] = out[2] = kFill;
+        continue;
+      }
+      xin -= 0.5;
+      yin -= 0.5;
+      const int64_t xi = static_cast<int64_t>(std::floor(xin)), yi = static_cast<int64_t>(std::floor(yin));
+      const double dx = xin - xi, dy = yin - yi;
+      int64_t xs[4], ys[4];
+      for (int k = 0; k < 4; ++k) xs[k] = clampi(xi - 1 + k, f.w), ys[k] = clampi(yi - 1 + k, f.h);
+      for (int c = 0; c < 3; ++c) {
+        double rows[4];
+        for (int r = 0; r < 4; ++r) {
+          const uint8_t* row = src.data() + ys[r] * f.w * 3;
+          rows[r] = cubic(row[xs[0] * 3 + c], row[xs[1] * 3 + c], row[xs[2] * 3 + c], row[xs[3] * 3 + c], dx);
+        }
+        out[c] = Clip8(cubic(rows[0], rows[1], rows[2], rows[3], dy));
+      }
+    }
+}
+
+// Image.rotate(degrees, BICUBIC, fillcolor): counter-clockwise about the centre, same size.
+std::array<double, 6> RotationMatrix(double degrees, int64_t w, int64_t h) {
+  const double angle = -degrees * M_PI / 180.0;
+  auto r15 = [](double v) { return std::round(v * 1e15) / 1e15; };
+  std::array<double, 6> m = {r15(std::cos(angle)), r15(std::sin(angle)), 0.0, r15(-std::sin(angle)), r15(std::cos(angle)), 0.0};
+  const double cx = w / 2.0, cy = h / 2.0;
+  m[2] = m[0] * -cx + m[1] * -cy + m[2] + cx;
+  m[5] = m[3] * -cx + m[4] * -cy + m[5] + cy;
+  return m;
+}
+
+double RandomlyNegate(double v, std::mt19937_64& rng) {
+  return std::uniform_real_distribution<double>(0, 1)(rng) > 0.5 ? -v : v;
+}
+
+// The official level-to-argument functions.
+double LevelToArg(const std::string& op, double level, std::mt19937_64& rng) {
+  if (op == "Rotate") return RandomlyNegate(level / kMaxLevel * 30.0, rng);
+  if (op == "Posterize") return static_cast<int>(level / kMaxLevel * 4);
+  if (op == "PosterizeIncreasing") return 4 - static_cast<int>(level / kMaxLevel * 4);
+  if (op == "Solarize") return static_cast<int>(level / kMaxLevel * 256);
+  if (op == "SolarizeIncreasing") return 256 - static_cast<int>(level / kMaxLevel * 256);
+  if (op == "SolarizeAdd") return static_cast<int>(level / kMaxLevel * 110);
+  if (op == "Color" || op == "Contrast" || op == "Brightness" || op == "Sharpness") return level / kMaxLevel * 1.8 + 0.1;
+  if (op.size() > 10 && op.compare(op.size() - 10, 10, "Increasing") == 0)  // Color/Contrast/Brightness/Sharpness
+    return 1.0 + RandomlyNegate(level / kMaxLevel * 0.9, rng);
+  if (op == "ShearX" || op == "ShearY") return RandomlyNegate(level / kMaxLevel * 0.3, rng);
+  if (op == "TranslateXRel" || op == "TranslateYRel") return RandomlyNegate(level / kMaxLevel * 0.45, rng);
+  return 0;  // AutoContrast, Equalize, Invert
+}
+
+std::string BaseName(const std::string& op) {
+  const std::string inc = "Increasing";
+  return op.size() > inc.size() && op.compare(op.size() - inc.size(), inc.size(), inc) == 0
+             ? op.substr(0, op.size() - inc.size())
+             : op;
+}
+
+}  // namespace
+
+RandAugmentConfig ParseRandAugment(const std::string& spec) {
+  RandAugmentConfig c;
+  auto bad = [&](const std::string& why) {
+    return std::invalid_argument("auto_augment \"" + spec + "\": " + why +
+                                 " (expected e.g. \"rand-m7-n4-mstd0.5-inc1\")");
+  };
+  size_t pos = spec.find('-');
+  if (spec.substr(0, pos) != "rand") throw bad("only RandAugment (\"rand-...\") is supported");
+  const std::regex section("([a-z]*)([0-9].*)");
+  while (pos != std::string::npos) {
+    const size_t next = spec.find('-', pos + 1);
+    const std::string part = spec.substr(pos + 1, next == std::string::npos ? std::string::npos : next - pos - 1);
+    pos = next;
+    std::smatch m;
+    if (!std::regex_match(part, m, section)) continue;  // no value: ignored, as officially
+    const std::string key = m[1], val = m[2];
+    try {
+      size_t used = 0;
+      if (key == "m") c.magnitude = std::stoi(val, &used);
+      else if (key == "n") c.num_layers = std::stoi(val, &used);
+      else if (key == "mstd") c.magnitude_std = std::stod(val, &used);
+      else if (key == "inc") c.increasing = true, used = val.size();  // official: bool("0") is True too
+      else if (key == "w") throw bad("weighted op choice (\"w\") is not supported");
+      else throw bad("unknown section \"" + part + "\"");
+      if (used != val.size()) throw bad("bad value in \"" + part + "\"");
+    } catch (const std::logic_error& e) {
+      if (dynamic_cast<const std::invalid_argument*>(&e) && std::string(e.what()).rfind("auto_augment", 0) == 0) throw;
+      throw bad("bad value in \"" + part + "\"");
+    }
+  }
+  if (c.num_layers < 0 || c.magnitude < 0) throw bad("m and n must be >= 0");
+  return c;
+}
+
+const std::vector<std::string>& RandAugmentOps(const RandAugmentConfig& config) {
+  static const std::vector<std::string> plain = {"AutoContrast", "Equalize",  "Invert",   "Rotate",        "Posterize",
+                                                 "Solarize",     "SolarizeAdd", "Color",  "Contrast",      "Brightness",
+                                                 "Sharpness",    "ShearX",    "ShearY",   "TranslateXRel", "TranslateYRel"};
+  static const std::vector<std::string> increasing = {
+      "AutoContrast",         "Equalize",   "Invert",  "Rotate",        "PosterizeIncreasing",
+      "SolarizeIncreasing",   "SolarizeAdd", "ColorIncreasing", "ContrastIncreasing", "BrightnessIncreasing",
+      "SharpnessIncreasing",  "ShearX",     "ShearY",  "TranslateXRel", "TranslateYRel"};
+  return config.increasing ? increasing : plain;
+}
+
+std::vector<AugmentStep> SampleRandAugment(const RandAugmentConfig& config, std::mt19937_64& rng) {
+  const auto& ops = RandAugmentOps(config);
+  std::uniform_int_distribution<size_t> pick(0, ops.size() - 1);
+  std::uniform_real_distribution<double> u(0, 1);
+  std::vector<AugmentStep> steps;
+  std::vector<std::string> chosen;
+  for (int i = 0; i < config.num_layers; ++i) chosen.push_back(ops[pick(rng)]);  // with replacement
+  for (const auto& op : chosen) {
+    if (u(rng) > 0.5) continue;  // each op applies with probability 0.5
+    double magnitude = config.magnitude;
+    if (config.magnitude_std > 0) magnitude = std::normal_distribution<double>(magnitude, config.magnitude_std)(rng);
+    magnitude = std::clamp(magnitude, 0.0, kMaxLevel);
+    steps.push_back({op, LevelToArg(op, magnitude, rng)});
+  }
+  return steps;
+}
+
+at::Tensor ApplyAugmentOp(const AugmentStep& step, const at::Tensor& frames) {
+  TORCH_CHECK(frames.dim() == 4 && frames.size(3) == 3 && frames.scalar_type() == torch::kByte,
+              "RandAugment expects uint8 frames [T,H,W,3]");
+  auto out = frames.contiguous().clone();
+  const std::string base = BaseName(step.op);
+  const int64_t T = out.size(0), H = out.size(1), W = out.size(2);
+  for (int64_t t = 0; t < T; ++t) {
+    const Frame f{out.data_ptr<uint8_t>() + t * H * W * 3, H, W};
+    if (base == "AutoContrast") {
+      AutoContrast(f);
+    } else if (base == "Equalize") {
+      Equalize(f);
+    } else if (base == "Invert") {
+      Lut l;
+      for (int i = 0; i < 256; ++i) l[i] = static_cast<uint8_t>(255 - i);
+      SameLut(f, l);
+    } else if (base == "Posterize") {
+      const int bits = static_cast<int>(step.arg);
+      if (bits >= 8) continue;
+      const int mask = ~((1 << (8 - bits)) - 1);
+      Lut l;
+      for (int i = 0; i < 256; ++i) l[i] = static_cast<uint8_t>(i & mask);
+      SameLut(f, l);
+    } else if (base == "Solarize") {
+      Lut l;
+      for (int i = 0; i < 256; ++i) l[i] = static_cast<uint8_t>(i < step.arg ? i : 255 - i);
+      SameLut(f, l);
+    } else if (base == "SolarizeAdd") {
+      Lut l;
+      for (int i = 0; i < 256; ++i) l[i] = static_cast<uint8_t>(i < 128 ? std::min(255, i + static_cast<int>(step.arg)) : i);
+      SameLut(f, l);
+    } else if (base == "Color" || base == "Contrast" || base == "Brightness" || base == "Sharpness") {
+      Enhance(f, base, step.arg);
+    } else if (base == "Rotate") {
+      Affine(f, RotationMatrix(step.arg, W, H));
+    } else if (base == "ShearX") {
+      Affine(f, {1, step.arg, 0, 0, 1, 0});
+    } else if (base == "ShearY") {
+      Affine(f, {1, 0, 0, step.arg, 1, 0});
+    } else if (base == "TranslateXRel") {
+      Affine(f, {1, 0, step.arg * W, 0, 1, 0});
+    } else if (base == "TranslateYRel") {
+      Affine(f, {1, 0, 0, 0, 1, step.arg * H});
+    } else {
+      throw std::invalid_argument("RandAugment: unknown op \"" + step.op + "\"");
+    }
+  }
+  return out;
+}
+
+}  // namespace evl
