@@ -163,7 +163,9 @@ std::string Literal(const pb::FieldDescriptor* f, const std::string& raw) {
 
 void ParseValueInto(const std::string& where, const pb::FieldDescriptor* f, const std::string& raw,
                     pb::Message* msg) {
-  if (Trim(raw).empty()) Fail(where, "empty value for field '" + f->name() + "'");
+  // An empty string field is a value (it switches auto_augment, weights, lists off); elsewhere a typo.
+  if (Trim(raw).empty() && f->cpp_type() != pb::FieldDescriptor::CPPTYPE_STRING)
+    Fail(where, "empty value for field '" + f->name() + "'");
   if (!pb::TextFormat::ParseFieldValueFromString(Literal(f, raw), f, msg)) {
     std::string type = f->cpp_type() == pb::FieldDescriptor::CPPTYPE_ENUM
                            ? "enum " + f->enum_type()->name() + " (e.g. " +

@@ -60,12 +60,6 @@ TEST(Cli, ShippedConfigsAreValid) {
   EXPECT_EQ(q.output, RunCommand(kEvl + " config").output) << "the embedded default is configs/quickstart.pbtxt";
 }
 
-TEST(Cli, UnfinishedSubcommandsDoNotPretend) {
-  auto r = RunCommand(kEvl + " data prepare");
-  EXPECT_NE(r.status, 0);
-  EXPECT_NE(r.output.find("not implemented"), std::string::npos) << r.output;
-}
-
 TEST(Cli, SubmitRefusesALayoutThatSplitsTheBatchUnevenly) {
   // Rendering needs no Slurm; the check happens before anything is written or submitted.
   auto r = RunCommand(kEvl + " submit --nodes 1 --tasks-per-node 3 --dry-run --set train.run_dir=scratch/submit_uneven");
@@ -74,6 +68,46 @@ TEST(Cli, SubmitRefusesALayoutThatSplitsTheBatchUnevenly) {
   auto s = RunCommand(kEvl + " submit --time '1 day' --dry-run --set train.run_dir=scratch/submit_uneven");
   EXPECT_EQ(s.status, 2) << s.output;
   EXPECT_NE(s.output.find("--time '1 day' contains spaces"), std::string::npos) << s.output;
+}
+
+TEST(DataPrepare, ShardsOverRanksSkipsBadInputIsRestartableAndKeepsOriginals) {
+  const std::string dir = ScratchDir("data_prepare"), src = dir + "/src", dst = dir + "/dst";
+  auto w = RunCommand(kEvl + " data synth --out " + src + " --videos 6 --frames 40 --size 64x48");
+  ASSERT_EQ(w.status, 0) << w.output;
+  RunCommand("cd " + src + " && cat train.txt val.txt > all.txt && head -c 3000 /dev/urandom > videos/bad.mp4 && "
+             "echo 'videos/bad.mp4 1' >> all.txt");
+  const std::string before = RunCommand("cd " + src + " && md5sum videos/*").output;
+  const std::string mpirun = std::string(MPIEXEC) + " --allow-run-as-root --oversubscribe --bind-to none -np 2 ";
+  const std::string prepare = kEvl + " data prepare --list " + src + "/all.txt --data-root " + src +
+                              " --short-side 32 --keyint 4 --out ";
+  auto p = RunCommand(mpirun + prepare + dst);
+  EXPECT_EQ(p.status, 1) << p.output;  // one input is undecodable
+  EXPECT_NE(p.output.find("prepared 6, already there 0, failed 1 of 7"), std::string::npos) << p.output;
+  EXPECT_NE(RunCommand("grep -c . " + dst + "/all.txt").output.find("6"), std::string::npos);
+  EXPECT_EQ(RunCommand("grep -c bad.mp4 " + dst + "/all.txt.failed").output, "1\n");
+  auto probe = RunCommand(kEvl + " data probe " + dst + "/all.txt --data-root " + dst);
+  EXPECT_EQ(probe.status, 0) << probe.output;
+  // Restart: nothing is redone; the originals are untouched.
+  auto again = RunCommand(prepare + dst);
+  EXPECT_NE(again.output.find("prepared 0, already there 6, failed 1 of 7"), std::string::npos) << again.output;
+  EXPECT_EQ(RunCommand("cd " + src + " && md5sum videos/*").output, before);
+  // The dataset's own directory as --out is refused before anything is written; a video inside
+  // --out is refused per file.
+  const std::string all_before = RunCommand("md5sum " + src + "/all.txt").output;
+  auto inplace = RunCommand(prepare + src);
+  EXPECT_EQ(inplace.status, 2) << inplace.output;
+  EXPECT_NE(inplace.output.find("is the dataset's own directory"), std::string::npos) << inplace.output;
+  RunCommand("mkdir -p " + dir + "/outer && cp -r " + src + " " + dir + "/outer/src");
+  auto inside = RunCommand(kEvl + " data prepare --list " + dir + "/outer/src/all.txt --data-root " + dir +
+                           "/outer/src --out " + dir + "/outer --keyint 4");
+  EXPECT_NE(inside.output.find("refusing to overwrite an original"), std::string::npos) << inside.output;
+  EXPECT_EQ(RunCommand("cd " + src + " && md5sum videos/*").output, before);
+  EXPECT_EQ(RunCommand("md5sum " + src + "/all.txt").output, all_before);
+  // The prepared list feeds `evl data bench` (without its PyAV baseline here).
+  auto bench = RunCommand(kEvl + " data bench --list " + dst + "/all.txt --data-root " + dst + " --rounds 1 --python ''");
+  EXPECT_EQ(bench.status, 0) << bench.output;
+  EXPECT_TRUE(bench.output.find("\ntrain ") != std::string::npos && bench.output.find("\neval ") != std::string::npos)
+      << bench.output;
 }
 
 }  // namespace

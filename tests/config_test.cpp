@@ -76,6 +76,11 @@ TEST(ConfigOverride, NestedScalarEnumStringAndBool) {
   EXPECT_EQ(c.model().backbone().weights(), "/w/ViT-B-16.pt");
   EXPECT_FALSE(c.model().decoder().temporal_conv());
   EXPECT_EQ(c.eval().aggregation(), MAX_SOFTMAX);
+  // An empty string switches a string field off (e.g. a recipe's auto_augment).
+  ApplyOverride(&c, "data.auto_augment=rand-m7-n4");
+  ApplyOverride(&c, "data.auto_augment=");
+  EXPECT_TRUE(c.data().has_auto_augment());
+  EXPECT_EQ(c.data().auto_augment(), "");
 }
 
 TEST(ConfigOverride, RepeatedListAndIndex) {
@@ -105,6 +110,7 @@ TEST(ConfigOverride, BadPathsAndValuesNameThePath) {
   ExpectConfigError([&] { ApplyOverride(&c, "model=3"); }, {"'model' is a message"});
   ExpectConfigError([&] { ApplyOverride(&c, "model.num_frames"); }, {"PATH=VALUE"});
   ExpectConfigError([&] { ApplyOverride(&c, "data.mean[5]=1"); }, {"past the end"});
+  ExpectConfigError([&] { ApplyOverride(&c, "train.lr="); }, {"empty value for field 'lr'"});
 }
 
 TEST(ConfigFinalize, ValidationNamesTheField) {

@@ -136,10 +136,16 @@ at::Tensor VideoReader::Decode(const std::vector<int64_t>& indices, int out_h, i
       s.Fail("frame " + std::to_string(i) + " requested, video has " + std::to_string(s.info.num_frames));
     want.insert(s.frame_pts[i]);
   }
-  const int64_t first = *want.begin(), last = *want.rbegin();
   std::map<int64_t, torch::Tensor> got;
+  auto keyframe_index = [&](int64_t pts) {
+    return std::upper_bound(s.keyframes.begin(), s.keyframes.end(), std::make_pair(pts, INT64_MAX)) -
+           s.keyframes.begin();
+  };
 
-  auto run = [&](bool from_start) {
+  // Decodes the frames of `group` (pts) from the keyframe before its first one.
+  auto run = [&](const std::set<int64_t>& group, bool from_start) {
+    const int64_t first = *group.begin();
+    size_t found = 0;
     auto it = std::upper_bound(s.keyframes.begin(), s.keyframes.end(), std::make_pair(first, INT64_MAX));
     const auto& kf = it == s.keyframes.begin() ? s.keyframes.front() : *std::prev(it);
     const int64_t target = from_start || kf.second == AV_NOPTS_VALUE ? INT64_MIN : kf.second;
@@ -157,8 +163,8 @@ at::Tensor VideoReader::Decode(const std::vector<int64_t>& indices, int out_h, i
         if (rc < 0) return;
         ++s.stats.frames_decoded;
         int64_t pts = s.frame->best_effort_timestamp != AV_NOPTS_VALUE ? s.frame->best_effort_timestamp : s.frame->pts;
-        if (got.empty() && pts > first && !from_start) overshot = true;
-        if (want.count(pts) && !got.count(pts)) {
+        if (found == 0 && pts > first && !from_start) overshot = true;
+        if (group.count(pts) && !got.count(pts)) {
           auto t1 = Clock::now();
           s.sws = sws_getCachedContext(s.sws, s.frame->width, s.frame->height, static_cast<AVPixelFormat>(s.frame->format),
                                        out_w, out_h, AV_PIX_FMT_RGB24, SWS_BILINEAR, nullptr, nullptr, nullptr);
@@ -172,13 +178,14 @@ at::Tensor VideoReader::Decode(const std::vector<int64_t>& indices, int out_h, i
           int stride[4] = {out_w * 3, 0, 0, 0};
           sws_scale(s.sws, s.frame->data, s.frame->linesize, 0, s.frame->height, dst, stride);
           got[pts] = out;
+          ++found;
           ++s.stats.frames_converted;
           s.stats.convert_s += Since(t1);
         }
         av_frame_unref(s.frame);
       }
     };
-    while (got.size() < want.size() && !overshot) {
+    while (found < group.size() && !overshot) {
       int rc = av_read_frame(s.fmt, s.pkt);
       if (rc < 0) {
         eof = true;
@@ -187,7 +194,7 @@ at::Tensor VideoReader::Decode(const std::vector<int64_t>& indices, int out_h, i
       if (s.pkt->stream_index == s.stream) {
         const int64_t pts = s.pkt->pts != AV_NOPTS_VALUE ? s.pkt->pts : s.pkt->dts;
         // A frame no one asked for may be skipped if nothing refers to it.
-        s.dec->skip_frame = want.count(pts) ? AVDISCARD_DEFAULT : AVDISCARD_NONREF;
+        s.dec->skip_frame = group.count(pts) ? AVDISCARD_DEFAULT : AVDISCARD_NONREF;
         auto t0 = Clock::now();
         avcodec_send_packet(s.dec, s.pkt);
         s.stats.decode_s += Since(t0);
@@ -196,16 +203,28 @@ at::Tensor VideoReader::Decode(const std::vector<int64_t>& indices, int out_h, i
       }
       av_packet_unref(s.pkt);
     }
-    if (eof && got.size() < want.size()) {
+    if (eof && found < group.size()) {
       s.dec->skip_frame = AVDISCARD_DEFAULT;
       avcodec_send_packet(s.dec, nullptr);
       drain();
     }
-    return !overshot;
+    return !overshot && found == group.size();
   };
-  if (!run(false) || got.size() < want.size()) {
+  // Sparse samples of a short-GOP video: where a keyframe lies between two wanted frames, seek to
+  // it instead of decoding the reference frames in between (what `evl data prepare` is for).
+  std::vector<std::set<int64_t>> groups;
+  int64_t group_kf = -1;
+  for (int64_t pts : want) {
+    const int64_t kf = keyframe_index(pts);
+    if (groups.empty() || kf > group_kf) groups.emplace_back();
+    groups.back().insert(pts);
+    group_kf = kf;
+  }
+  bool ok = true;
+  for (const auto& g : groups) ok = ok && run(g, false);
+  if (!ok || got.size() < want.size()) {
     got.clear();
-    run(true);  // the index or the seek was off: decode from the start
+    run(want, true);  // the index or the seek was off: decode from the start
   }
   if (got.size() < want.size()) {
     std::string missing;
@@ -216,7 +235,6 @@ at::Tensor VideoReader::Decode(const std::vector<int64_t>& indices, int out_h, i
       }
     s.Fail("frame " + std::to_string(std::stoll(missing)) + " could not be decoded (corrupt or truncated stream)");
   }
-  (void)last;
   std::vector<torch::Tensor> frames;
   for (int64_t i : indices) frames.push_back(got[s.frame_pts[i]]);
   return torch::stack(frames);

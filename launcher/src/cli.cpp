@@ -130,10 +130,24 @@ int RunCli(int argc, char** argv) {
   data_probe->add_option("list", probe_list, "dataset list file")->required();
   data_probe->add_option("--data-root", probe_root, "prefix for relative paths");
   data_probe->add_option("--num-classes", probe_classes, "labels must be below this");
-  auto* data_prepare = data->add_subcommand("prepare", "re-encode a dataset for fast training");
-  data_prepare->allow_extras();
-  auto* data_bench = data->add_subcommand("bench", "decode throughput of the train and eval paths");
-  data_bench->allow_extras();
+  auto* data_prepare = data->add_subcommand("prepare", "re-encode a dataset for fast training (sharded over MPI ranks)");
+  PrepareOptions prep;
+  data_prepare->add_option("--list", prep.list, "dataset list file")->required();
+  data_prepare->add_option("--data-root", prep.data_root, "prefix for relative paths of the list");
+  data_prepare->add_option("--out", prep.out_dir, "output directory (videos, and the list under the same name)")->required();
+  data_prepare->add_option("--short-side", prep.short_side, "resize the short side to this (never upscales; 0 keeps it)");
+  data_prepare->add_option("--keyint", prep.keyint, "keyframe interval (frames)");
+  data_prepare->add_option("--crf", prep.crf, "libx264 quality (lower is better)");
+  auto* data_bench = data->add_subcommand("bench", "clips/s per thread of the train and eval paths, beside PyAV");
+  AddConfigFlags(data_bench, &flags);
+  DataBenchOptions bench;
+  bench.pyav_script = std::string(EVL_SOURCE_DIR) + "/bench/pyav_loader.py";
+  data_bench->add_option("--list", bench.list, "dataset list (default: K400-like synthetic clips in RUN_DIR/bench_k400like)");
+  data_bench->add_option("--data-root", bench.data_root, "prefix for relative paths of --list");
+  data_bench->add_option("--videos", bench.videos, "number of synthetic K400-like videos");
+  data_bench->add_option("--rounds", bench.rounds, "passes over the videos");
+  data_bench->add_option("--python", bench.python, "Python with av and torch for the baseline ('' to skip it)");
+  data_bench->add_option("--pyav-script", bench.pyav_script, "the baseline script");
   auto* ckpt = app.add_subcommand("ckpt", "checkpoints: inspect, verify, export");
   ckpt->require_subcommand(1);
   std::string ckpt_path;
@@ -180,6 +194,8 @@ int RunCli(int argc, char** argv) {
         return RunDataSynth(synth);
       }
       if (*data_probe) return RunDataProbe(probe_list, probe_root, probe_classes);
+      if (*data_bench) return RunDataBench(flags, bench);
+      if (*data_prepare) return RunDataPrepare(&argc, &argv, prep);
       return NotImplemented("data " + data->get_subcommands().front()->get_name());
     }
     if (*predict) {

@@ -27,6 +27,21 @@ struct SubmitOptions {
   std::vector<std::string> sbatch_args;  // after --
 };
 
+struct DataBenchOptions {
+  std::string list, data_root;  // empty list: K400-like synthetic clips in RUN_DIR/bench_k400like
+  int videos = 8;
+  int rounds = 2;
+  std::string python = "/usr/bin/python3";  // Debian's, with python3-av and python3-torch
+  std::string pyav_script;
+};
+
+struct PrepareOptions {
+  std::string list, data_root, out_dir;
+  int short_side = 320;
+  int keyint = 16;
+  int crf = 23;
+};
+
 int RunInfo(bool with_model, const ConfigFlags& flags);
 int RunDataSynth(const struct SynthOptions& options);
 int RunTrain(int* argc, char*** argv, const ConfigFlags& flags, const struct TrainFlags& train_flags);
@@ -36,6 +51,8 @@ int RunCkptExport(const std::string& path, const std::string& out);
 int RunLaunch(int ranks, const std::string& hosts, const std::string& hostfile, bool oversubscribe, bool bind,
               const std::vector<std::string>& command, const std::string& self);
 int RunSubmit(const ConfigFlags& flags, const SubmitOptions& options, const std::string& self);
+int RunDataBench(const ConfigFlags& flags, const DataBenchOptions& options);
+int RunDataPrepare(int* argc, char*** argv, const PrepareOptions& options);
 int RunDataProbe(const std::string& list, const std::string& data_root, int num_classes);
 
 }  // namespace evl

@@ -1,0 +1,153 @@
+// `evl data bench`: clips/s of one decode thread on the training path and the evaluation path, the
+// share of time spent opening/indexing, decoding, converting (swscale) and augmenting, beside the
+// official loader's logic (PyAV, every frame decoded) run on the same files in the same run.
+#include <glog/logging.h>
+#include <sys/stat.h>
+#include <torch/torch.h>
+
+#include <chrono>
+#include <cstdio>
+#include <iomanip>
+#include <iostream>
+#include <sstream>
+
+#include "commands.h"
+#include "config.h"
+#include "evl/dataset.h"
+#include "evl/model_factory.h"
+#include "evl/slurm.h"
+#include "evl/synth.h"
+#include "evl/video_reader.h"
+
+namespace evl {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+double Since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+bool Exists(const std::string& p) {
+  struct stat st;
+  return stat(p.c_str(), &st) == 0;
+}
+
+struct PathResult {
+  double clips_per_s = 0;
+  double open = 0, decode = 0, convert = 0, rest = 0;  // shares of the wall time
+};
+
+template <typename LoadFn>
+PathResult Measure(int64_t videos, int rounds, VideoReader& reader, const LoadFn& load) {
+  reader.ResetStats();
+  const auto t0 = Clock::now();
+  for (int r = 0; r < rounds; ++r)
+    for (int64_t i = 0; i < videos; ++i) load(i, r);
+  const double wall = Since(t0);
+  const DecodeStats& s = reader.stats();
+  PathResult p;
+  p.clips_per_s = videos * rounds / wall;
+  p.open = s.open_s / wall;
+  p.decode = s.decode_s / wall;
+  p.convert = s.convert_s / wall;
+  p.rest = std::max(0.0, 1 - p.open - p.decode - p.convert);
+  return p;
+}
+
+// clips/s of the PyAV baseline, or < 0 with `why` set.
+double RunPyav(const DataBenchOptions& o, const std::string& mode, const ClipDatasetOptions& d, std::string* why) {
+  if (o.python.empty()) {
+    *why = "--python ''";
+    return -1;
+  }
+  if (!Exists(o.pyav_script)) {
+    *why = o.pyav_script + " not found";
+    return -1;
+  }
+  std::string out;
+  const int rc = RunCaptured({o.python, o.pyav_script, mode, d.list_path, d.data_root, std::to_string(d.num_frames),
+                              std::to_string(d.sampling_rate), std::to_string(d.crop_size), std::to_string(d.spatial_size),
+                              std::to_string(d.num_temporal_views), std::to_string(d.num_spatial_views),
+                              std::to_string(o.rounds)},
+                             &out);
+  std::istringstream in(out.substr(out.rfind(mode) == std::string::npos ? 0 : out.rfind(mode)));
+  std::string tag;
+  double cps = -1;
+  if (rc != 0 || !(in >> tag >> cps)) {
+    *why = o.python + " " + o.pyav_script + " failed (status " + std::to_string(rc) + "): " + out.substr(0, 400);
+    return -1;
+  }
+  return cps;
+}
+
+void PrintRow(const std::string& name, const PathResult& p, double pyav, const std::string& why) {
+  std::cout << std::left << std::setw(26) << name << std::right << std::fixed << std::setprecision(2) << std::setw(9)
+            << p.clips_per_s << std::setprecision(0) << std::setw(7) << 100 * p.open << "%" << std::setw(7)
+            << 100 * p.decode << "%" << std::setw(8) << 100 * p.convert << "%" << std::setw(8) << 100 * p.rest << "%";
+  if (pyav > 0)
+    std::cout << std::setprecision(2) << std::setw(11) << pyav << std::setw(8) << p.clips_per_s / pyav << "x\n";
+  else
+    std::cout << "   (PyAV: " << why << ")\n";
+}
+
+}  // namespace
+
+int RunDataBench(const ConfigFlags& flags, const DataBenchOptions& o) {
+  EvlConfig config = LoadEffectiveConfig(flags.config_path, flags.overrides);
+  torch::set_num_threads(1);  // per-thread figures: the loader runs one such pipeline per thread
+  ClipDatasetOptions train = DatasetOptionsFromConfig(config, true);
+  ClipDatasetOptions eval = DatasetOptionsFromConfig(config, false);
+  std::string list = o.list, root = o.data_root;
+  if (list.empty()) {
+    // K400-like clips, as the benchmark in docs/benchmarks.md: 10 s at 30 fps, 340x256, libx264
+    // defaults (GOP 250, B-frames with b-pyramid).
+    const std::string dir = config.train().run_dir() + "/bench_k400like";
+    if (!Exists(dir + "/all.txt")) {
+      SynthOptions s;
+      s.out_dir = dir;
+      s.videos = o.videos;
+      s.frames = 300;
+      s.width = 340;
+      s.height = 256;
+      s.classes = 4;
+      s.val_fraction = 0;
+      LOG(INFO) << "writing " << s.videos << " K400-like videos (300 frames, 340x256, H.264 GOP 250) to " << dir;
+      WriteSynthDataset(s);
+      std::rename((dir + "/train.txt").c_str(), (dir + "/all.txt").c_str());
+    }
+    list = dir + "/all.txt";
+    root = dir;
+  }
+  for (auto* d : {&train, &eval}) {
+    d->list_path = list;
+    d->data_root = root;
+    d->num_classes = 1 << 30;
+  }
+  ClipDatasetOptions train_plain = train;
+  train_plain.auto_augment.clear();
+  VideoClipDataset ds_plain(train_plain), ds_eval(eval);
+  const int64_t n = ds_plain.size();
+  VideoReader reader;
+  // One untimed pass, so page cache and lazy initialisation are the same for every path.
+  for (int64_t i = 0; i < n; ++i) ds_plain.Load(i, 1000, reader);
+
+  std::cout << "evl data bench: " << n << " videos from " << list << ", " << o.rounds
+            << " round(s), 1 thread; train " << train.num_frames << "x" << train.sampling_rate << " -> "
+            << train.crop_size << "^2, eval " << eval.num_temporal_views << "x" << eval.num_spatial_views << " views\n"
+            << std::left << std::setw(26) << "path" << std::right << std::setw(9) << "clips/s" << std::setw(8) << "open"
+            << std::setw(8) << "decode" << std::setw(9) << "convert" << std::setw(9) << "augment" << std::setw(11)
+            << "PyAV" << std::setw(9) << "ratio" << "\n";
+  std::string why;
+  const PathResult tp = Measure(n, o.rounds, reader, [&](int64_t i, int r) { ds_plain.Load(i, r, reader); });
+  PrintRow("train", tp, RunPyav(o, "train", train_plain, &why), why);
+  if (!train.auto_augment.empty()) {
+    VideoClipDataset ds_aug(train);
+    const PathResult ta = Measure(n, o.rounds, reader, [&](int64_t i, int r) { ds_aug.Load(i, r, reader); });
+    PrintRow("train + " + train.auto_augment, ta, -1, "not measured: the baseline has no RandAugment");
+  }
+  const PathResult ev = Measure(n, o.rounds, reader, [&](int64_t i, int) { LoadTestViews(ds_eval.entry(i).path, eval, reader); });
+  PrintRow("eval", ev, RunPyav(o, "eval", eval, &why), why);
+  std::cout << "(open: index the packets; decode: libavcodec; convert: swscale to RGB at the target size; "
+               "augment: crop/resize, flip, RandAugment, normalise, copies)\n";
+  return 0;
+}
+
+}  // namespace evl
