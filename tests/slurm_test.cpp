@@ -84,6 +84,26 @@ class Slurm : public ::testing::Test {
     return ids;
   }
 
+  struct Finished {
+    std::string id;
+    std::map<std::string, std::string> job;
+    std::string log;
+  };
+  // Submits one training job (`env` before the command) and waits for it to end.
+  static Finished SubmitAndWait(const std::string& env, const std::string& args, const std::string& run_dir,
+                                int timeout_s) {
+    Finished f;
+    auto r = RunCommand(env + " " + kEvl + " submit " + args);
+    EXPECT_EQ(r.status, 0) << r.output;
+    const auto ids = JobIds(r.output);
+    EXPECT_EQ(ids.size(), 1u) << r.output;
+    if (ids.size() != 1) return f;
+    f.id = ids[0];
+    f.job = WaitForJob(f.id, timeout_s);
+    f.log = ReadFile(run_dir + "/slurm/train-" + f.id + ".out");
+    return f;
+  }
+
   // A short quick-start run on the shared synthetic dataset; 2 tasks, 1 thread each.
   static std::string Config(const std::string& run_dir, int steps) {
     return SharedSynthData(kEvl) + " --set train.num_steps=" + std::to_string(steps) +
@@ -151,17 +171,12 @@ TEST_F(Slurm, TimeLimitSignalRequeuesAndResumesExactly) {
   ASSERT_EQ(r0.status, 0) << r0.output;
   // One-minute limit, signal 50 s before it: Slurm checks limits about every 30 s, so the signal
   // comes 10-40 s in, while the slowed first run (~45 s) is still training.
-  auto r = RunCommand("EVL_TEST_STEP_DELAY_MS=350 " + kEvl + " submit --tasks-per-node 2 --time 1 --signal-seconds 50" +
-                      Config(dir, 120));
-  ASSERT_EQ(r.status, 0) << r.output;
-  const auto ids = JobIds(r.output);
-  ASSERT_EQ(ids.size(), 1u) << r.output;
-  auto job = WaitForJob(ids[0], 300);
-  const std::string log = ReadFile(dir + "/slurm/train-" + ids[0] + ".out");
+  auto [id, job, log] = SubmitAndWait("EVL_TEST_STEP_DELAY_MS=350", "--tasks-per-node 2 --time 1 --signal-seconds 50" +
+                                      Config(dir, 120), dir, 300);
   ASSERT_EQ(job["JobState"], "COMPLETED") << log;
   EXPECT_GE(std::stoi(job["Restarts"]), 1) << log;
   EXPECT_NE(log.find("stop signal: checkpoint saved"), std::string::npos) << log;
-  EXPECT_NE(log.find("requeued Slurm job " + ids[0]), std::string::npos) << log;
+  EXPECT_NE(log.find("requeued Slurm job " + id), std::string::npos) << log;
   EXPECT_NE(log.find("SLURM_RESTART_COUNT 1 "), std::string::npos) << log;
   EXPECT_NE(log.find("resumed from"), std::string::npos) << log;
   EXPECT_EQ(RunCommand("cmp " + ref + "/final_params.npy " + dir + "/final_params.npy").status, 0)
@@ -171,17 +186,12 @@ TEST_F(Slurm, TimeLimitSignalRequeuesAndResumesExactly) {
 
 TEST_F(Slurm, RequeueLimitEndsTheJob) {
   const std::string dir = ScratchDir("slurm_limit");
-  auto r = RunCommand("EVL_TEST_SIGNAL_AT_STEP=5 " + kEvl + " submit --tasks-per-node 2 --time 10 --max-requeues 0" +
-                      Config(dir, 40));
-  ASSERT_EQ(r.status, 0) << r.output;
-  const auto ids = JobIds(r.output);
-  ASSERT_EQ(ids.size(), 1u) << r.output;
-  auto job = WaitForJob(ids[0], 120);
-  const std::string log = ReadFile(dir + "/slurm/train-" + ids[0] + ".out");
+  auto [id, job, log] = SubmitAndWait("EVL_TEST_SIGNAL_AT_STEP=5", "--tasks-per-node 2 --time 10 --max-requeues 0" +
+                                      Config(dir, 40), dir, 120);
   EXPECT_EQ(job["JobState"], "FAILED") << log;
   EXPECT_EQ(job["ExitCode"], "75:0") << log;
   EXPECT_EQ(job["Restarts"], "0") << log;
-  EXPECT_NE(log.find("not requeueing Slurm job " + ids[0]), std::string::npos) << log;
+  EXPECT_NE(log.find("not requeueing Slurm job " + id), std::string::npos) << log;
   EXPECT_NE(log.find("slurm.max_requeues 0"), std::string::npos) << log;
 }
 

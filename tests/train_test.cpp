@@ -104,6 +104,17 @@ TEST(Train, DyingRankEndsTheJobNonZero) {
   EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), 60.0);
 }
 
+TEST(Train, StalledRankIsNamedAndTheJobAborts) {
+  const std::string d = ScratchDir("train_stall");
+  const auto t0 = std::chrono::steady_clock::now();
+  auto r = RunCommand("EVL_TEST_STALL_AT_STEP=3 EVL_TEST_STALL_RANK=1 " + kEvl + " launch -n 2 -- train" + SmallRun(d) +
+                      " --set train.num_steps=100000 --set dist.stall_timeout_s=4");
+  EXPECT_NE(r.status, 0) << r.output;
+  EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), 60.0);
+  // Rank 0 waited in step 3's first collective; rank 1 was last seen in step 2's.
+  EXPECT_NE(r.output.find("ranks not arrived: 1 (last at #"), std::string::npos) << r.output;
+}
+
 TEST(Train, QuickstartLearnsAndWritesTensorBoard) {
   const std::string d = ScratchDir("train_quickstart");
   auto r = RunCommand(kEvl + " launch -n 2 -- train --config " + kSrc + "/configs/quickstart.pbtxt" +

@@ -13,6 +13,7 @@
 
 #include "commands.h"
 #include "config.h"
+#include "evl/checkpoint.h"
 #include "evl/dataset.h"
 #include "evl/model_factory.h"
 #include "evl/slurm.h"
@@ -24,11 +25,6 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 double Since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
-
-bool Exists(const std::string& p) {
-  struct stat st;
-  return stat(p.c_str(), &st) == 0;
-}
 
 struct PathResult {
   double clips_per_s = 0;
@@ -58,7 +54,7 @@ double RunPyav(const DataBenchOptions& o, const std::string& mode, const ClipDat
     *why = "--python ''";
     return -1;
   }
-  if (!Exists(o.pyav_script)) {
+  if (!PathExists(o.pyav_script)) {
     *why = o.pyav_script + " not found";
     return -1;
   }
@@ -100,7 +96,7 @@ int RunDataBench(const ConfigFlags& flags, const DataBenchOptions& o) {
     // K400-like clips, as the benchmark in docs/benchmarks.md: 10 s at 30 fps, 340x256, libx264
     // defaults (GOP 250, B-frames with b-pyramid).
     const std::string dir = config.train().run_dir() + "/bench_k400like";
-    if (!Exists(dir + "/all.txt")) {
+    if (!PathExists(dir + "/all.txt")) {
       SynthOptions s;
       s.out_dir = dir;
       s.videos = o.videos;

@@ -22,11 +22,6 @@
 namespace evl {
 namespace {
 
-bool Exists(const std::string& p) {
-  struct stat st;
-  return stat(p.c_str(), &st) == 0;
-}
-
 std::string RealPath(const std::string& p) {
   char buf[PATH_MAX];
   return realpath(p.c_str(), buf) ? std::string(buf) : p;
@@ -113,7 +108,7 @@ int RunDataPrepare(int* argc, char*** argv, const PrepareOptions& o) {
       try {
         if (RealPath(entries[i].path) == RealPath(out) || RealPath(entries[i].path).rfind(out_root + "/", 0) == 0)
           throw DataError(entries[i].path + ": lies inside --out; refusing to overwrite an original");
-        if (Exists(out)) {
+        if (PathExists(out)) {
           status[i] = 2;  // finished files appear only by rename: restartable
           continue;
         }

@@ -34,7 +34,8 @@ int RunLaunch(int ranks, const std::string& hosts, const std::string& hostfile, 
   }
   // Forward glog settings and the test hooks to every rank.
   for (const char* var : {"GLOG_v", "GLOG_minloglevel", "EVL_TEST_EXIT_AT_STEP", "EVL_TEST_SIGNAL_AT_STEP",
-                          "EVL_TEST_SLOW_CHECKPOINT_MS", "EVL_TEST_STEP_DELAY_MS"}) {
+                          "EVL_TEST_SLOW_CHECKPOINT_MS", "EVL_TEST_STEP_DELAY_MS",
+                          "EVL_TEST_STALL_AT_STEP", "EVL_TEST_STALL_RANK"}) {
     if (std::getenv(var)) {
       args.push_back("-x");
       args.push_back(var);

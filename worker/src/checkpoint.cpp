@@ -104,6 +104,11 @@ int64_t StepOf(const std::string& name) {
 
 }  // namespace
 
+bool PathExists(const std::string& path) {
+  struct stat st;
+  return ::stat(path.c_str(), &st) == 0;
+}
+
 void MakeDirectories(const std::string& path) {
   std::string cur;
   std::stringstream ss(path);

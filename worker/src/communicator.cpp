@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <condition_variable>
+#include <array>
 #include <deque>
 #include <functional>
 #include <mutex>
@@ -38,7 +39,10 @@ class Worker {
     std::condition_variable cv;
   };
 
-  Worker(double timeout_s, int rank) : timeout_s_(timeout_s), rank_(rank), thread_([this] { Loop(); }) {}
+  // `on_stall` runs on the waiting thread when a collective times out, before the job is aborted:
+  // it returns what is known about the other ranks.
+  Worker(double timeout_s, int rank, std::function<std::string(int64_t seq)> on_stall)
+      : timeout_s_(timeout_s), rank_(rank), on_stall_(std::move(on_stall)), thread_([this] { Loop(); }) {}
   ~Worker() {
     {
       std::lock_guard<std::mutex> l(mu_);
@@ -46,6 +50,11 @@ class Worker {
     }
     cv_.notify_all();
     thread_.join();
+  }
+
+  int64_t next_seq() {
+    std::lock_guard<std::mutex> l(mu_);
+    return next_seq_;
   }
 
   std::shared_ptr<Job> Submit(std::function<void()> fn, const std::string& name) {
@@ -66,7 +75,8 @@ class Worker {
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout_s_);
     if (!job->cv.wait_until(l, deadline, [&] { return job->done; })) {
       LOG(ERROR) << "rank " << rank_ << ": collective #" << job->seq << " '" << job->name << "' did not complete in "
-                 << timeout_s_ << " s: another rank stalled, died or took a different path; aborting the job";
+                 << timeout_s_ << " s: another rank stalled, died or took a different path; " << on_stall_(job->seq)
+                 << "; aborting the job";
       google::FlushLogFiles(google::GLOG_INFO);
       MPI_Abort(MPI_COMM_WORLD, 3);
     }
@@ -99,6 +109,7 @@ class Worker {
 
   double timeout_s_;
   int rank_;
+  std::function<std::string(int64_t)> on_stall_;
   std::mutex mu_;
   std::condition_variable cv_;
   std::deque<std::shared_ptr<Job>> queue_;
@@ -139,7 +150,18 @@ class MpiCommunicator : public Communicator {
   explicit MpiCommunicator(double timeout_s) {
     MPI_Comm_rank(MPI_COMM_WORLD, &rank_);
     MPI_Comm_size(MPI_COMM_WORLD, &world_);
-    worker_ = std::make_unique<Worker>(timeout_s, rank_);
+    // The arrival board: each rank tells rank 0 the number of every collective it reaches, on a
+    // communicator of its own, so a stall report can name the ranks that never arrived.
+    MPI_Comm_dup(MPI_COMM_WORLD, &board_);
+    last_seen_.assign(world_, -1);
+    worker_ = std::make_unique<Worker>(timeout_s, rank_, [this](int64_t seq) { return StallReport(seq); });
+  }
+  ~MpiCommunicator() override {
+    worker_.reset();
+    DrainArrivals();
+    int finalized = 0;
+    MPI_Finalized(&finalized);
+    if (!finalized) MPI_Comm_free(&board_);
   }
   int rank() const override { return rank_; }
   int world() const override { return world_; }
@@ -163,9 +185,68 @@ class MpiCommunicator : public Communicator {
 
  private:
   std::shared_ptr<CommWork> Submit(std::function<void()> fn, const std::string& name) {
+    Arrive(worker_->next_seq(), name);
     return std::make_shared<WorkHandle>(worker_.get(), worker_->Submit(std::move(fn), name));
   }
+
+  static constexpr int kArrivalTag = 7;
+
+  void Arrive(int64_t seq, const std::string& name) {
+    if (world_ == 1) return;
+    if (rank_ != 0) {
+      // 8 bytes go eagerly: this never waits for rank 0, even a dead one.
+      MPI_Send(&seq, 1, MPI_INT64_T, 0, kArrivalTag, board_);
+      return;
+    }
+    std::lock_guard<std::mutex> l(board_mu_);
+    last_seen_[0] = seq;
+    names_[seq % kNames] = name;
+    DrainArrivalsLocked();
+  }
+
+  void DrainArrivals() {
+    std::lock_guard<std::mutex> l(board_mu_);
+    DrainArrivalsLocked();
+  }
+
+  void DrainArrivalsLocked() {
+    if (rank_ != 0) return;
+    while (true) {
+      int flag = 0;
+      MPI_Status st;
+      MPI_Iprobe(MPI_ANY_SOURCE, kArrivalTag, board_, &flag, &st);
+      if (!flag) return;
+      int64_t seq = -1;
+      MPI_Recv(&seq, 1, MPI_INT64_T, st.MPI_SOURCE, kArrivalTag, board_, MPI_STATUS_IGNORE);
+      last_seen_[st.MPI_SOURCE] = std::max(last_seen_[st.MPI_SOURCE], seq);
+    }
+  }
+
+  // Rank 0 names the ranks that have not reached collective `seq` and where each was last seen.
+  std::string StallReport(int64_t seq) {
+    if (rank_ != 0) return "rank 0 names the ranks that did not arrive";
+    std::lock_guard<std::mutex> l(board_mu_);
+    DrainArrivalsLocked();
+    std::string missing;
+    int count = 0;
+    for (int r = 0; r < world_; ++r) {
+      if (last_seen_[r] >= seq) continue;
+      if (++count > 32) continue;
+      const int64_t at = last_seen_[r];
+      missing += (missing.empty() ? "" : ", ") + std::to_string(r) + " (last at " +
+                 (at < 0 ? std::string("none") : "#" + std::to_string(at) +
+                                                 (seq - at < kNames ? " '" + names_[at % kNames] + "'" : "")) + ")";
+    }
+    if (count == 0) return "every rank arrived (a collective mismatch or a network fault)";
+    return "ranks not arrived: " + missing + (count > 32 ? " and " + std::to_string(count - 32) + " more" : "");
+  }
+
+  static constexpr int64_t kNames = 64;
   int rank_ = 0, world_ = 1;
+  MPI_Comm board_ = MPI_COMM_NULL;
+  std::mutex board_mu_;
+  std::vector<int64_t> last_seen_;
+  std::array<std::string, kNames> names_;
   std::unique_ptr<Worker> worker_;
 };
 

@@ -34,11 +34,6 @@ namespace {
 using Clock = std::chrono::steady_clock;
 double Since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
-bool Exists(const std::string& p) {
-  struct stat st;
-  return stat(p.c_str(), &st) == 0;
-}
-
 double LearningRate(const TrainConfig& t, int64_t step) {
   const double base = t.lr();
   const int64_t warm = t.warmup_steps();
@@ -214,7 +209,7 @@ void ResolveDataPaths(EvlConfig* config, Communicator& comm) {
   DataConfig* d = config->mutable_data();
   if (!d->train_list().empty()) return;
   const std::string dir = config->train().run_dir() + "/synth";
-  if (comm.rank() == 0 && !Exists(dir + "/train.txt")) {
+  if (comm.rank() == 0 && !PathExists(dir + "/train.txt")) {
     MakeDirectories(config->train().run_dir());
     SynthOptions o;
     const auto& s = d->synthetic();
@@ -332,6 +327,9 @@ int RunTraining(const EvlConfig& input_config, Communicator& comm, const RankCon
   }
   const char* exit_at = std::getenv("EVL_TEST_EXIT_AT_STEP");      // test hook: simulate a dying rank
   const char* signal_at = std::getenv("EVL_TEST_SIGNAL_AT_STEP");  // test hook: preemption at a known step
+  // Test hook: one rank hangs (EVL_TEST_STALL_RANK, default 1) before step EVL_TEST_STALL_AT_STEP.
+  const char* stall_at = std::getenv("EVL_TEST_STALL_AT_STEP");
+  const int stall_rank = std::getenv("EVL_TEST_STALL_RANK") ? std::atoi(std::getenv("EVL_TEST_STALL_RANK")) : 1;
   // Test hook: slow steps, so that a job is still training when Slurm's time-limit signal comes.
   const int step_delay_ms = std::getenv("EVL_TEST_STEP_DELAY_MS") ? std::atoi(std::getenv("EVL_TEST_STEP_DELAY_MS")) : 0;
   const int64_t local_batch = t.batch_size() / world, micro = local_batch / t.batch_split();
@@ -348,6 +346,10 @@ int RunTraining(const EvlConfig& input_config, Communicator& comm, const RankCon
       std::_Exit(7);
     }
     if (signal_at && std::atoll(signal_at) == step && lead) std::raise(SIGUSR1);
+    if (stall_at && std::atoll(stall_at) == step && comm.rank() == stall_rank) {
+      LOG(ERROR) << "EVL_TEST_STALL_AT_STEP: rank " << stall_rank << " hangs at step " << step;
+      std::this_thread::sleep_for(std::chrono::hours(1));
+    }
     if (step_delay_ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(step_delay_ms));
     const double wait0 = loader.counters().wait_s;
     Batch batch;

@@ -57,6 +57,8 @@ std::string FindNewestValidCheckpoint(const std::string& run_dir, std::vector<st
 
 // mkdir -p.
 void MakeDirectories(const std::string& path);
+// Whether anything exists at `path`.
+bool PathExists(const std::string& path);
 
 // crc32c and size of a file (the backbone digest). Throws CheckpointError if unreadable.
 std::pair<uint64_t, uint32_t> FileDigest(const std::string& path);
