@@ -28,11 +28,6 @@ void AddConfigFlags(CLI::App* cmd, ConfigFlags* flags) {
       ->allow_extra_args(false);
 }
 
-int NotImplemented(const std::string& name) {
-  std::cerr << "evl " << name << ": not implemented yet\n";
-  return 2;
-}
-
 // The running evl binary, so `evl launch` starts the same build on every rank.
 std::string SelfPath(const char* argv0) {
   char buf[4096];
@@ -196,13 +191,12 @@ int RunCli(int argc, char** argv) {
       if (*data_probe) return RunDataProbe(probe_list, probe_root, probe_classes);
       if (*data_bench) return RunDataBench(flags, bench);
       if (*data_prepare) return RunDataPrepare(&argc, &argv, prep);
-      return NotImplemented("data " + data->get_subcommands().front()->get_name());
+      return 2;  // unreachable: CLI11 requires one of the subcommands above
     }
     if (*predict) {
       RunPredict(LoadEffectiveConfig(flags.config_path, flags.overrides), predict_request, std::cout);
       return 0;
     }
-    for (auto* cmd : app.get_subcommands()) return NotImplemented(cmd->get_name());
   } catch (const ConfigError& e) {
     LOG(ERROR) << e.what();
     return 2;
