@@ -60,6 +60,12 @@ TEST(Cli, ShippedConfigsAreValid) {
   EXPECT_EQ(q.output, RunCommand(kEvl + " config").output) << "the embedded default is configs/quickstart.pbtxt";
 }
 
+TEST(Cli, TrainRefusesADecoderPrecisionItDoesNotHave) {
+  auto r = RunCommand(kEvl + " train --set train.precision=BF16 --set train.run_dir=scratch/precision");
+  EXPECT_NE(r.status, 0);
+  EXPECT_NE(r.output.find("train.precision BF16: the decoder trains in FP32 for now"), std::string::npos) << r.output;
+}
+
 TEST(Cli, SubmitRefusesALayoutThatSplitsTheBatchUnevenly) {
   // Rendering needs no Slurm; the check happens before anything is written or submitted.
   auto r = RunCommand(kEvl + " submit --nodes 1 --tasks-per-node 3 --dry-run --set train.run_dir=scratch/submit_uneven");

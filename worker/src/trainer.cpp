@@ -237,6 +237,12 @@ int RunTraining(const EvlConfig& input_config, Communicator& comm, const RankCon
     throw std::invalid_argument("train.batch_size " + std::to_string(t.batch_size()) + " must divide by world (" +
                                 std::to_string(comm.world()) + ") x train.batch_split (" +
                                 std::to_string(t.batch_split()) + ")");
+  // Until the mixed-precision decoder lands (FP16 autocast + loss scaler on CUDA, BF16 on CPU), say
+  // so rather than train in FP32 under a config that asks for less.
+  if (t.precision() == FP16 || t.precision() == BF16)
+    throw std::invalid_argument("train.precision " + Precision_Name(t.precision()) +
+                                ": the decoder trains in FP32 for now; set AUTO or FP32 (the frozen backbone's "
+                                "precision is model.backbone.precision)");
   if (lead) MakeDirectories(t.run_dir());
   ResolveDataPaths(&config, comm);
   const torch::Device device = SelectDevice(ctx.local_rank);
