@@ -60,10 +60,10 @@ TEST(Cli, ShippedConfigsAreValid) {
   EXPECT_EQ(q.output, RunCommand(kEvl + " config").output) << "the embedded default is configs/quickstart.pbtxt";
 }
 
-TEST(Cli, TrainRefusesADecoderPrecisionItDoesNotHave) {
-  auto r = RunCommand(kEvl + " train --set train.precision=BF16 --set train.run_dir=scratch/precision");
+TEST(Cli, TrainRefusesFp16OnCpu) {
+  auto r = RunCommand(kEvl + " train --set train.precision=FP16 --set train.run_dir=scratch/precision");
   EXPECT_NE(r.status, 0);
-  EXPECT_NE(r.output.find("train.precision BF16: the decoder trains in FP32 for now"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("train.precision FP16 needs CUDA"), std::string::npos) << r.output;
 }
 
 TEST(Cli, SubmitRefusesALayoutThatSplitsTheBatchUnevenly) {

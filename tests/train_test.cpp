@@ -12,6 +12,7 @@
 
 #include "test_paths.h"
 #include "evl/npy.h"
+#include "evl/loss_scaler.h"
 #include "evl/tensorboard.h"
 #include "test_util.h"
 
@@ -113,6 +114,47 @@ TEST(Train, StalledRankIsNamedAndTheJobAborts) {
   EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), 60.0);
   // Rank 0 waited in step 3's first collective; rank 1 was last seen in step 2's.
   EXPECT_NE(r.output.find("ranks not arrived: 1 (last at #"), std::string::npos) << r.output;
+}
+
+TEST(LossScaler, SkipsOverflowBacksOffAndGrows) {
+  DynamicLossScaler scaler(1024.0, 2.0, 0.5, 3);
+  auto p = torch::zeros({4}, torch::requires_grad());
+  p.mutable_grad() = torch::full({4}, 2048.0);
+  EXPECT_FALSE(scaler.UnscaleAndCheck({p}));
+  EXPECT_TRUE(torch::equal(p.grad(), torch::full({4}, 2.0)));  // unscaled in place
+  scaler.Update(false);
+  p.mutable_grad() = torch::tensor({1.0f, std::numeric_limits<float>::infinity(), 0.0f, 0.0f});
+  EXPECT_TRUE(scaler.UnscaleAndCheck({p}));
+  scaler.Update(true);
+  EXPECT_EQ(scaler.scale(), 512.0);
+  EXPECT_EQ(scaler.good_steps(), 0);
+  p.mutable_grad() = torch::tensor({std::nanf(""), 0.0f, 0.0f, 0.0f});
+  EXPECT_TRUE(scaler.UnscaleAndCheck({p}));
+  for (int i = 0; i < 3; ++i) scaler.Update(false);
+  EXPECT_EQ(scaler.scale(), 1024.0);  // grows after growth_interval good steps
+  scaler.Restore(8.0, 2);
+  scaler.Update(false);
+  EXPECT_EQ(scaler.scale(), 16.0);
+}
+
+TEST(Train, Bf16DecoderTracksFp32AndLearns) {
+  const std::string d32 = ScratchDir("train_fp32"), d16 = ScratchDir("train_bf16");
+  const std::string args = " --set train.num_steps=60 --set train.print_freq=20 --set model.decoder.mlp_dropout=0"
+                           " --set model.cls_dropout=0";
+  auto r32 = RunCommand(kEvl + " train" + SmallRun(d32) + args);
+  ASSERT_EQ(r32.status, 0) << r32.output;
+  auto r16 = RunCommand(kEvl + " train" + SmallRun(d16) + args + " --set train.precision=BF16");
+  ASSERT_EQ(r16.status, 0) << r16.output;
+  const auto l32 = StepLosses(d32), l16 = StepLosses(d16);
+  ASSERT_EQ(l16.size(), 60u);
+  // The first step sees the same weights: only BF16 rounding separates the losses.
+  EXPECT_NEAR(l16[0], l32[0], 0.02 * l32[0]);
+  EXPECT_NE(l16[0], l32[0]) << "BF16 autocast had no effect";
+  // 60 steps later it still follows the FP32 run, which learns.
+  double first = 0, last = 0, last32 = 0;
+  for (int i = 0; i < 10; ++i) first += l16[i] / 10, last += l16[50 + i] / 10, last32 += l32[50 + i] / 10;
+  EXPECT_LT(last, first) << "BF16 loss " << first << " -> " << last;
+  EXPECT_NEAR(last, last32, 0.02 * last32);
 }
 
 TEST(Train, QuickstartLearnsAndWritesTensorBoard) {

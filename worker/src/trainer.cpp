@@ -2,7 +2,9 @@
 
 #include <glog/logging.h>
 #include <sys/stat.h>
+#include <ATen/autocast_mode.h>
 #include <torch/torch.h>
+#include <torch/version.h>
 
 #include <atomic>
 #include <chrono>
@@ -21,6 +23,7 @@
 #include "evl/weights.h"
 #include "evl/grad_sync.h"
 #include "evl/loader.h"
+#include "evl/loss_scaler.h"
 #include "evl/model_factory.h"
 #include "evl/npy.h"
 #include "evl/sampler.h"
@@ -100,14 +103,52 @@ std::string Eta(double seconds) {
 }
 
 
+// Autocast for the model's forward pass at the decoder's precision; FP32 leaves it off.
+class AutocastGuard {
+ public:
+  AutocastGuard(Precision p, const torch::Device& device) : cuda_(device.is_cuda()) {
+    if (p != FP16 && p != BF16) return;
+    on_ = true;
+    const auto dtype = p == FP16 ? at::kHalf : at::kBFloat16;
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4)
+    const auto type = cuda_ ? at::kCUDA : at::kCPU;
+    at::autocast::set_autocast_dtype(type, dtype);
+    at::autocast::set_autocast_enabled(type, true);
+#else
+    if (cuda_) {
+      at::autocast::set_autocast_gpu_dtype(dtype);
+      at::autocast::set_enabled(true);
+    } else {
+      at::autocast::set_autocast_cpu_dtype(dtype);
+      at::autocast::set_cpu_enabled(true);
+    }
+#endif
+  }
+  ~AutocastGuard() {
+    if (!on_) return;
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4)
+    at::autocast::set_autocast_enabled(cuda_ ? at::kCUDA : at::kCPU, false);
+#else
+    if (cuda_) at::autocast::set_enabled(false);
+    else at::autocast::set_cpu_enabled(false);
+#endif
+    at::autocast::clear_cache();  // casts of the weights are per step: they change every step
+  }
+  AutocastGuard(const AutocastGuard&) = delete;
+  AutocastGuard& operator=(const AutocastGuard&) = delete;
+
+ private:
+  bool cuda_, on_ = false;
+};
+
 std::atomic<int> g_stop_signal{0};
 
 void OnStopSignal(int sig) { g_stop_signal.store(sig); }
 
 std::string OptimKey(const torch::Tensor& p) { return c10::guts::to_string(p.unsafeGetTensorImpl()); }
 
-CheckpointState Snapshot(EVLTransformer& model, torch::optim::AdamW& opt, const EvlConfig& config, int64_t next_step,
-                         int world, double lr) {
+CheckpointState Snapshot(EVLTransformer& model, torch::optim::AdamW& opt, const DynamicLossScaler* scaler,
+                         const EvlConfig& config, int64_t next_step, int world, double lr) {
   CheckpointState s;
   s.step = next_step;
   s.world_size = world;
@@ -133,11 +174,19 @@ CheckpointState Snapshot(EVLTransformer& model, torch::optim::AdamW& opt, const 
     s.tensors.emplace_back("optim/" + p.key() + "/exp_avg_sq", st.exp_avg_sq().to(torch::kCPU).clone());
     s.tensors.emplace_back("optim/" + p.key() + "/step", torch::tensor({st.step()}, torch::kLong));
   }
+  if (scaler) {
+    s.tensors.emplace_back("scaler/scale", torch::tensor({scaler->scale()}, torch::kDouble));
+    s.tensors.emplace_back("scaler/good_steps", torch::tensor({scaler->good_steps()}, torch::kLong));
+  }
   return s;
 }
 
-void Restore(const CheckpointState& s, EVLTransformer& model, torch::optim::AdamW& opt, const std::string& path) {
+void Restore(const CheckpointState& s, EVLTransformer& model, torch::optim::AdamW& opt, DynamicLossScaler* scaler,
+             const std::string& path) {
   std::map<std::string, torch::Tensor> t(s.tensors.begin(), s.tensors.end());
+  const auto scale = t.find("scaler/scale"), good = t.find("scaler/good_steps");
+  if (scaler && scale != t.end() && good != t.end())
+    scaler->Restore(scale->second.item<double>(), good->second.item<int64_t>());
   torch::NoGradGuard ng;
   for (const auto& p : model->named_parameters()) {
     auto it = t.find("model/" + p.key());
@@ -237,12 +286,6 @@ int RunTraining(const EvlConfig& input_config, Communicator& comm, const RankCon
     throw std::invalid_argument("train.batch_size " + std::to_string(t.batch_size()) + " must divide by world (" +
                                 std::to_string(comm.world()) + ") x train.batch_split (" +
                                 std::to_string(t.batch_split()) + ")");
-  // Until the mixed-precision decoder lands (FP16 autocast + loss scaler on CUDA, BF16 on CPU), say
-  // so rather than train in FP32 under a config that asks for less.
-  if (t.precision() == FP16 || t.precision() == BF16)
-    throw std::invalid_argument("train.precision " + Precision_Name(t.precision()) +
-                                ": the decoder trains in FP32 for now; set AUTO or FP32 (the frozen backbone's "
-                                "precision is model.backbone.precision)");
   if (lead) MakeDirectories(t.run_dir());
   ResolveDataPaths(&config, comm);
   const torch::Device device = SelectDevice(ctx.local_rank);
@@ -251,6 +294,14 @@ int RunTraining(const EvlConfig& input_config, Communicator& comm, const RankCon
   EVLTransformer model = BuildModel(config, device);
   auto dataset = std::make_shared<VideoClipDataset>(DatasetOptionsFromConfig(config, true));
 
+  // Decoder compute precision under autocast: FP16 with a dynamic loss scaler (CUDA; the official
+  // default), BF16 (no scaler needed), or FP32.
+  Precision precision = t.precision();
+  if (precision == AUTO) precision = device.is_cuda() ? FP16 : FP32;
+  if (precision == FP16 && !device.is_cuda())
+    throw std::invalid_argument("train.precision FP16 needs CUDA (CPU has no fp16 matmul); use BF16 or FP32");
+  std::unique_ptr<DynamicLossScaler> scaler;
+  if (precision == FP16) scaler = std::make_unique<DynamicLossScaler>();
   std::vector<torch::Tensor> params;
   for (auto& p : model->parameters()) params.push_back(p);
   GradientReducer reducer(params, &comm, config.dist().bucket_size_mb());
@@ -303,7 +354,7 @@ int RunTraining(const EvlConfig& input_config, Communicator& comm, const RankCon
                                     list + "\n(pass --force-resume to resume anyway)");
       if (lead) LOG(WARNING) << "resuming despite config differences (--force-resume):" << list;
     }
-    Restore(ck, model, optimizer, resume);
+    Restore(ck, model, optimizer, scaler.get(), resume);
     start_step = ck.step;
     if (lead)
       LOG(INFO) << "resumed from " << resume << " at step " << start_step << " (saved by " << ck.world_size
@@ -374,19 +425,32 @@ int RunTraining(const EvlConfig& input_config, Communicator& comm, const RankCon
       auto x = batch.clips.narrow(0, j * micro, micro).to(device, /*non_blocking=*/true);
       auto y = batch.labels.narrow(0, j * micro, micro).to(device);
       if (j == t.batch_split() - 1) reducer.Prepare();
-      auto logits = model->forward(x);
+      torch::Tensor logits;
+      {
+        AutocastGuard autocast(precision, device);
+        logits = model->forward(x);
+      }
+      logits = logits.to(torch::kFloat);  // the loss in FP32, as autocast would compute it
       auto loss = torch::nn::functional::cross_entropy(
                       logits, y, torch::nn::functional::CrossEntropyFuncOptions().label_smoothing(t.label_smoothing())) /
                   t.batch_split();
-      loss.backward();
+      (scaler ? loss * scaler->scale() : loss).backward();
       loss_sum += loss.item<double>();
       auto top = std::get<1>(logits.detach().topk(std::min<int64_t>(5, logits.size(1)), 1));
       c1 += top.select(1, 0).eq(y).sum().item<int64_t>();
       c5 += top.eq(y.unsqueeze(1)).any(1).sum().item<int64_t>();
     }
     window_comm += reducer.Finish();
-    if (t.grad_clip() > 0) torch::nn::utils::clip_grad_norm_(params, t.grad_clip());
-    optimizer.step();
+    // The gradients are the same on every rank after the all-reduce, so every rank skips alike.
+    const bool overflow = scaler && scaler->UnscaleAndCheck(params);
+    if (!overflow) {
+      if (t.grad_clip() > 0) torch::nn::utils::clip_grad_norm_(params, t.grad_clip());
+      optimizer.step();
+    } else if (lead) {
+      LOG(WARNING) << "step " << step + 1 << ": inf/NaN gradient at loss scale " << scaler->scale()
+                   << "; step skipped, scale halved";
+    }
+    if (scaler) scaler->Update(overflow);
 
     auto stats = torch::tensor({loss_sum, static_cast<double>(c1), static_cast<double>(c5), static_cast<double>(local_batch),
                                 static_cast<double>(g_stop_signal.load() != 0)},
@@ -427,7 +491,7 @@ int RunTraining(const EvlConfig& input_config, Communicator& comm, const RankCon
     }
     const bool save_now = stop || step + 1 == t.num_steps() || (t.save_freq() > 0 && (step + 1) % t.save_freq() == 0);
     if (save_now && lead) {
-      checkpointer->Save(Snapshot(model, optimizer, config, step + 1, world, lr));
+      checkpointer->Save(Snapshot(model, optimizer, scaler.get(), config, step + 1, world, lr));
       if (stop) {
         const bool ok = checkpointer->Wait();
         LOG(WARNING) << "stop signal: " << (ok ? "checkpoint saved" : "checkpoint FAILED: " + checkpointer->LastError())
@@ -456,7 +520,7 @@ int RunTraining(const EvlConfig& input_config, Communicator& comm, const RankCon
           best_top1 = last_eval.top1_all;
           // Written synchronously beside the rotating checkpoints; retention never deletes it.
           WriteCheckpointFile(t.run_dir() + "/checkpoints/best.evlckpt",
-                              Snapshot(model, optimizer, config, step + 1, world, lr));
+                              Snapshot(model, optimizer, scaler.get(), config, step + 1, world, lr));
           LOG(INFO) << "new best top1 " << best_top1 << ": " << t.run_dir() << "/checkpoints/best.evlckpt";
         }
         tb->AddScalar("eval/top1", static_cast<float>(last_eval.top1_all), step);
