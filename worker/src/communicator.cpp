@@ -1,12 +1,13 @@
 #include "evl/communicator.h"
 
+#include "arrival_board.h"
+
 #include <glog/logging.h>
 #include <mpi.h>
 #include <torch/torch.h>
 
 #include <chrono>
 #include <condition_variable>
-#include <array>
 #include <deque>
 #include <functional>
 #include <mutex>
@@ -150,19 +151,9 @@ class MpiCommunicator : public Communicator {
   explicit MpiCommunicator(double timeout_s) {
     MPI_Comm_rank(MPI_COMM_WORLD, &rank_);
     MPI_Comm_size(MPI_COMM_WORLD, &world_);
-    // The arrival board: each rank tells rank 0 the number of every collective it reaches, on a
-    // communicator of its own, so a stall report can name the ranks that never arrived.
-    MPI_Comm_dup(MPI_COMM_WORLD, &board_);
-    last_seen_.assign(world_, -1);
-    worker_ = std::make_unique<Worker>(timeout_s, rank_, [this](int64_t seq) { return StallReport(seq); });
+    worker_ = std::make_unique<Worker>(timeout_s, rank_, [this](int64_t seq) { return board_.StallReport(seq); });
   }
-  ~MpiCommunicator() override {
-    worker_.reset();
-    DrainArrivals();
-    int finalized = 0;
-    MPI_Finalized(&finalized);
-    if (!finalized) MPI_Comm_free(&board_);
-  }
+  ~MpiCommunicator() override { worker_.reset(); }
   int rank() const override { return rank_; }
   int world() const override { return world_; }
   std::string backend() const override { return "mpi"; }
@@ -185,68 +176,12 @@ class MpiCommunicator : public Communicator {
 
  private:
   std::shared_ptr<CommWork> Submit(std::function<void()> fn, const std::string& name) {
-    Arrive(worker_->next_seq(), name);
+    board_.Arrive(worker_->next_seq(), name);
     return std::make_shared<WorkHandle>(worker_.get(), worker_->Submit(std::move(fn), name));
   }
 
-  static constexpr int kArrivalTag = 7;
-
-  void Arrive(int64_t seq, const std::string& name) {
-    if (world_ == 1) return;
-    if (rank_ != 0) {
-      // 8 bytes go eagerly: this never waits for rank 0, even a dead one.
-      MPI_Send(&seq, 1, MPI_INT64_T, 0, kArrivalTag, board_);
-      return;
-    }
-    std::lock_guard<std::mutex> l(board_mu_);
-    last_seen_[0] = seq;
-    names_[seq % kNames] = name;
-    DrainArrivalsLocked();
-  }
-
-  void DrainArrivals() {
-    std::lock_guard<std::mutex> l(board_mu_);
-    DrainArrivalsLocked();
-  }
-
-  void DrainArrivalsLocked() {
-    if (rank_ != 0) return;
-    while (true) {
-      int flag = 0;
-      MPI_Status st;
-      MPI_Iprobe(MPI_ANY_SOURCE, kArrivalTag, board_, &flag, &st);
-      if (!flag) return;
-      int64_t seq = -1;
-      MPI_Recv(&seq, 1, MPI_INT64_T, st.MPI_SOURCE, kArrivalTag, board_, MPI_STATUS_IGNORE);
-      last_seen_[st.MPI_SOURCE] = std::max(last_seen_[st.MPI_SOURCE], seq);
-    }
-  }
-
-  // Rank 0 names the ranks that have not reached collective `seq` and where each was last seen.
-  std::string StallReport(int64_t seq) {
-    if (rank_ != 0) return "rank 0 names the ranks that did not arrive";
-    std::lock_guard<std::mutex> l(board_mu_);
-    DrainArrivalsLocked();
-    std::string missing;
-    int count = 0;
-    for (int r = 0; r < world_; ++r) {
-      if (last_seen_[r] >= seq) continue;
-      if (++count > 32) continue;
-      const int64_t at = last_seen_[r];
-      missing += (missing.empty() ? "" : ", ") + std::to_string(r) + " (last at " +
-                 (at < 0 ? std::string("none") : "#" + std::to_string(at) +
-                                                 (seq - at < kNames ? " '" + names_[at % kNames] + "'" : "")) + ")";
-    }
-    if (count == 0) return "every rank arrived (a collective mismatch or a network fault)";
-    return "ranks not arrived: " + missing + (count > 32 ? " and " + std::to_string(count - 32) + " more" : "");
-  }
-
-  static constexpr int64_t kNames = 64;
   int rank_ = 0, world_ = 1;
-  MPI_Comm board_ = MPI_COMM_NULL;
-  std::mutex board_mu_;
-  std::vector<int64_t> last_seen_;
-  std::array<std::string, kNames> names_;
+  ArrivalBoard board_;
   std::unique_ptr<Worker> worker_;
 };
 

@@ -3,6 +3,8 @@
 // communicator aborted on failure.
 #include "evl/communicator.h"
 
+#include "arrival_board.h"
+
 #include <mpi.h>
 
 #include <chrono>
@@ -36,8 +38,8 @@ namespace {
 
 class NcclWork : public CommWork {
  public:
-  NcclWork(cudaEvent_t ev, ncclComm_t comm, double timeout_s, std::string name)
-      : ev_(ev), comm_(comm), timeout_s_(timeout_s), name_(std::move(name)) {}
+  NcclWork(cudaEvent_t ev, ncclComm_t comm, double timeout_s, std::string name, ArrivalBoard* board, int64_t seq)
+      : ev_(ev), comm_(comm), timeout_s_(timeout_s), name_(std::move(name)), board_(board), seq_(seq) {}
   ~NcclWork() override { cudaEventDestroy(ev_); }
   void Wait() override {
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout_s_);
@@ -55,8 +57,8 @@ class NcclWork : public CommWork {
         ncclCommAbort(comm_);
         int rank = 0;
         MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-        fprintf(stderr, "rank %d: NCCL collective '%s' did not complete in %.0f s; aborting the job\n", rank,
-                name_.c_str(), timeout_s_);
+        fprintf(stderr, "rank %d: NCCL collective #%ld '%s' did not complete in %.0f s; %s; aborting the job\n", rank,
+                static_cast<long>(seq_), name_.c_str(), timeout_s_, board_->StallReport(seq_).c_str());
         MPI_Abort(MPI_COMM_WORLD, 3);
       }
       std::this_thread::sleep_for(std::chrono::microseconds(50));
@@ -68,6 +70,8 @@ class NcclWork : public CommWork {
   ncclComm_t comm_;
   double timeout_s_;
   std::string name_;
+  ArrivalBoard* board_;
+  int64_t seq_;
 };
 
 void CheckCuda(cudaError_t e, const char* what) {
@@ -139,6 +143,7 @@ class NcclCommunicator : public Communicator {
   void Prepare(const at::Tensor& t, const std::string& name) {
     if (!t.is_cuda() || !t.is_contiguous())
       throw std::runtime_error("NCCL '" + name + "' needs a contiguous CUDA tensor");
+    board_.Arrive(seq_, name);
     // The tensor was produced on LibTorch's stream; without its stream handle here, wait for the
     // device (correct, if coarser than an event dependency).
     CheckCuda(cudaDeviceSynchronize(), "cudaDeviceSynchronize");
@@ -147,13 +152,15 @@ class NcclCommunicator : public Communicator {
     cudaEvent_t ev;
     CheckCuda(cudaEventCreateWithFlags(&ev, cudaEventDisableTiming), "cudaEventCreate");
     CheckCuda(cudaEventRecord(ev, stream_), "cudaEventRecord");
-    return std::make_shared<NcclWork>(ev, comm_, timeout_s_, name);
+    return std::make_shared<NcclWork>(ev, comm_, timeout_s_, name, &board_, seq_++);
   }
 
   double timeout_s_;
   int rank_ = 0, world_ = 1;
   ncclComm_t comm_ = nullptr;
   cudaStream_t stream_ = nullptr;
+  ArrivalBoard board_;  // numbers the collectives alike on every rank (Prepare, then Record)
+  int64_t seq_ = 0;
 };
 
 }  // namespace
