@@ -286,22 +286,22 @@ int RunTraining(const EvlConfig& input_config, Communicator& comm, const RankCon
     throw std::invalid_argument("train.batch_size " + std::to_string(t.batch_size()) + " must divide by world (" +
                                 std::to_string(comm.world()) + ") x train.batch_split (" +
                                 std::to_string(t.batch_split()) + ")");
-  if (lead) MakeDirectories(t.run_dir());
-  ResolveDataPaths(&config, comm);
   const torch::Device device = SelectDevice(ctx.local_rank);
-
-  torch::manual_seed(static_cast<uint64_t>(t.seed()));  // identical decoder init on every rank
-  EVLTransformer model = BuildModel(config, device);
-  auto dataset = std::make_shared<VideoClipDataset>(DatasetOptionsFromConfig(config, true));
-
   // Decoder compute precision under autocast: FP16 with a dynamic loss scaler (CUDA; the official
-  // default), BF16 (no scaler needed), or FP32.
+  // default), BF16 (no scaler needed), or FP32. Checked before anything is written or built.
   Precision precision = t.precision();
   if (precision == AUTO) precision = device.is_cuda() ? FP16 : FP32;
   if (precision == FP16 && !device.is_cuda())
     throw std::invalid_argument("train.precision FP16 needs CUDA (CPU has no fp16 matmul); use BF16 or FP32");
   std::unique_ptr<DynamicLossScaler> scaler;
   if (precision == FP16) scaler = std::make_unique<DynamicLossScaler>();
+  if (lead) MakeDirectories(t.run_dir());
+  ResolveDataPaths(&config, comm);
+
+  torch::manual_seed(static_cast<uint64_t>(t.seed()));  // identical decoder init on every rank
+  EVLTransformer model = BuildModel(config, device);
+  auto dataset = std::make_shared<VideoClipDataset>(DatasetOptionsFromConfig(config, true));
+
   std::vector<torch::Tensor> params;
   for (auto& p : model->parameters()) params.push_back(p);
   GradientReducer reducer(params, &comm, config.dist().bucket_size_mb());
