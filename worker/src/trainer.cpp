@@ -455,7 +455,10 @@ int RunTraining(const EvlConfig& input_config, Communicator& comm, const RankCon
     auto stats = torch::tensor({loss_sum, static_cast<double>(c1), static_cast<double>(c5), static_cast<double>(local_batch),
                                 static_cast<double>(g_stop_signal.load() != 0)},
                                torch::kDouble);
+    // Counted as communication wait too: it is a second synchronisation point every step.
+    const auto metrics_t0 = Clock::now();
     comm.AllReduce(stats, ReduceOp::kSum, "step metrics");
+    window_comm += Since(metrics_t0);
     const double loss = stats[0].item<double>() / world, n = stats[3].item<double>();
     const double top1 = 100 * stats[1].item<double>() / n, top5 = 100 * stats[2].item<double>() / n;
     window_clips += static_cast<int64_t>(n);
