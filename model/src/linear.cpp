@@ -1,8 +1,8 @@
 #include "linear.h"
 
-#include <ATen/autocast_mode.h>
+#include "evl/autocast.h"
+
 #include <torch/torch.h>
-#include <torch/version.h>
 
 #include <cstdlib>
 
@@ -51,19 +51,11 @@ class MkldnnLinear : public torch::autograd::Function<MkldnnLinear> {
   }
 };
 
-bool CpuAutocastOn() {
-#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4)
-  return at::autocast::is_autocast_enabled(at::kCPU);
-#else
-  return at::autocast::is_cpu_enabled();
-#endif
-}
-
 }  // namespace
 
 at::Tensor Linear(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias) {
   // Under CPU autocast torch::linear picks the autocast dtype; the oneDNN path is FP32 only.
-  if (MkldnnEnabled() && !CpuAutocastOn() && x.device().is_cpu() && x.scalar_type() == at::kFloat &&
+  if (MkldnnEnabled() && !CpuAutocastEnabled() && x.device().is_cpu() && x.scalar_type() == at::kFloat &&
       weight.scalar_type() == at::kFloat && x.numel() > 0) {
     if (!torch::GradMode::is_enabled() || (!x.requires_grad() && !weight.requires_grad() &&
                                            !(bias.defined() && bias.requires_grad()))) {

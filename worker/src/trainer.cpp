@@ -2,9 +2,7 @@
 
 #include <glog/logging.h>
 #include <sys/stat.h>
-#include <ATen/autocast_mode.h>
 #include <torch/torch.h>
-#include <torch/version.h>
 
 #include <atomic>
 #include <chrono>
@@ -14,9 +12,11 @@
 #include <cstdlib>
 #include <fstream>
 #include <iomanip>
+#include <optional>
 #include <sstream>
 
 #include "config.h"
+#include "evl/autocast.h"
 #include "evl/checkpoint.h"
 #include "evl/dataset.h"
 #include "evl/evaluator.h"
@@ -103,43 +103,6 @@ std::string Eta(double seconds) {
 }
 
 
-// Autocast for the model's forward pass at the decoder's precision; FP32 leaves it off.
-class AutocastGuard {
- public:
-  AutocastGuard(Precision p, const torch::Device& device) : cuda_(device.is_cuda()) {
-    if (p != FP16 && p != BF16) return;
-    on_ = true;
-    const auto dtype = p == FP16 ? at::kHalf : at::kBFloat16;
-#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4)
-    const auto type = cuda_ ? at::kCUDA : at::kCPU;
-    at::autocast::set_autocast_dtype(type, dtype);
-    at::autocast::set_autocast_enabled(type, true);
-#else
-    if (cuda_) {
-      at::autocast::set_autocast_gpu_dtype(dtype);
-      at::autocast::set_enabled(true);
-    } else {
-      at::autocast::set_autocast_cpu_dtype(dtype);
-      at::autocast::set_cpu_enabled(true);
-    }
-#endif
-  }
-  ~AutocastGuard() {
-    if (!on_) return;
-#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4)
-    at::autocast::set_autocast_enabled(cuda_ ? at::kCUDA : at::kCPU, false);
-#else
-    if (cuda_) at::autocast::set_enabled(false);
-    else at::autocast::set_cpu_enabled(false);
-#endif
-    at::autocast::clear_cache();  // casts of the weights are per step: they change every step
-  }
-  AutocastGuard(const AutocastGuard&) = delete;
-  AutocastGuard& operator=(const AutocastGuard&) = delete;
-
- private:
-  bool cuda_, on_ = false;
-};
 
 std::atomic<int> g_stop_signal{0};
 
@@ -427,7 +390,9 @@ int RunTraining(const EvlConfig& input_config, Communicator& comm, const RankCon
       if (j == t.batch_split() - 1) reducer.Prepare();
       torch::Tensor logits;
       {
-        AutocastGuard autocast(precision, device);
+        std::optional<AutocastScope> autocast;
+        if (precision == FP16 || precision == BF16)
+          autocast.emplace(device.is_cuda(), precision == FP16 ? AutocastDtype::kHalf : AutocastDtype::kBFloat16);
         logits = model->forward(x);
       }
       logits = logits.to(torch::kFloat);  // the loss in FP32, as autocast would compute it

@@ -1,0 +1,25 @@
+// Mixed-precision autocast for the model's forward pass. The LibTorch API for it changed in 2.4
+// (per-device-type calls); this is the one place that knows both, for LibTorch 1.13 (Debian) and the
+// GPU machines' 2.x. Cheap header: no LibTorch includes.
+#pragma once
+
+namespace evl {
+
+enum class AutocastDtype { kHalf, kBFloat16 };
+
+// Turns autocast on for CUDA or CPU ops until destroyed; the weight-cast cache is cleared on exit
+// because the weights change every step.
+class AutocastScope {
+ public:
+  AutocastScope(bool cuda, AutocastDtype dtype);
+  ~AutocastScope();
+  AutocastScope(const AutocastScope&) = delete;
+  AutocastScope& operator=(const AutocastScope&) = delete;
+
+ private:
+  bool cuda_;
+};
+
+bool CpuAutocastEnabled();
+
+}  // namespace evl
