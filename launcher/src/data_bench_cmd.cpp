@@ -16,7 +16,7 @@
 #include "evl/checkpoint.h"
 #include "evl/dataset.h"
 #include "evl/model_factory.h"
-#include "evl/slurm.h"
+#include "evl/subprocess.h"
 #include "evl/synth.h"
 #include "evl/video_reader.h"
 

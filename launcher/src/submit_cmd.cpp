@@ -15,6 +15,7 @@
 #include "config.h"
 #include "evl/checkpoint.h"
 #include "evl/slurm.h"
+#include "evl/subprocess.h"
 #include "slurm_template.h"
 
 namespace evl {

@@ -7,6 +7,7 @@
 #include "evl/communicator.h"
 #include "evl/runtime_info.h"
 #include "evl/slurm.h"
+#include "evl/subprocess.h"
 #include "evl/topology.h"
 #include "evl/trainer.h"
 

@@ -4,7 +4,6 @@
 
 #include <map>
 #include <string>
-#include <vector>
 
 namespace evl {
 
@@ -12,10 +11,6 @@ namespace evl {
 // placeholder without a value (a user's edited template may carry a typo).
 std::string RenderTemplate(const std::string& text, const std::map<std::string, std::string>& values,
                            const std::string& template_name);
-
-// Runs argv[0] (searched in PATH) with stdout+stderr captured; returns the exit status (127 when it
-// cannot be started, 128+N when killed by signal N).
-int RunCaptured(const std::vector<std::string>& argv, std::string* output);
 
 // The job id of `sbatch --parsable` output ("123" or "123;cluster"); throws if there is none.
 std::string ParseSbatchJobId(const std::string& output);
