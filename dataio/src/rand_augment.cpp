@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <array>
+#include <charconv>
 #include <cmath>
 #include <regex>
 #include <stdexcept>
@@ -193,6 +194,13 @@ std::string BaseName(const std::string& op) {
              : op;
 }
 
+// The whole of `text` as a number (no trailing characters, in range).
+template <typename T>
+bool ParseWhole(const std::string& text, T* out) {
+  const auto r = std::from_chars(text.data(), text.data() + text.size(), *out);
+  return r.ec == std::errc() && r.ptr == text.data() + text.size();
+}
+
 }  // namespace
 
 RandAugmentConfig ParseRandAugment(const std::string& spec) {
@@ -211,19 +219,17 @@ RandAugmentConfig ParseRandAugment(const std::string& spec) {
     std::smatch m;
     if (!std::regex_match(part, m, section)) continue;  // no value: ignored, as officially
     const std::string key = m[1], val = m[2];
-    try {
-      size_t used = 0;
-      if (key == "m") c.magnitude = std::stoi(val, &used);
-      else if (key == "n") c.num_layers = std::stoi(val, &used);
-      else if (key == "mstd") c.magnitude_std = std::stod(val, &used);
-      else if (key == "inc") c.increasing = true, used = val.size();  // official: bool("0") is True too
-      else if (key == "w") throw bad("weighted op choice (\"w\") is not supported");
-      else throw bad("unknown section \"" + part + "\"");
-      if (used != val.size()) throw bad("bad value in \"" + part + "\"");
-    } catch (const std::logic_error& e) {
-      if (dynamic_cast<const std::invalid_argument*>(&e) && std::string(e.what()).rfind("auto_augment", 0) == 0) throw;
-      throw bad("bad value in \"" + part + "\"");
+    if (key == "inc") {
+      c.increasing = true;  // official: bool("0") is True too
+      continue;
     }
+    if (key == "w") throw bad("weighted op choice (\"w\") is not supported");
+    bool ok;
+    if (key == "m") ok = ParseWhole(val, &c.magnitude);
+    else if (key == "n") ok = ParseWhole(val, &c.num_layers);
+    else if (key == "mstd") ok = ParseWhole(val, &c.magnitude_std);
+    else throw bad("unknown section \"" + part + "\"");
+    if (!ok) throw bad("bad value in \"" + part + "\"");
   }
   if (c.num_layers < 0 || c.magnitude < 0) throw bad("m and n must be >= 0");
   return c;
