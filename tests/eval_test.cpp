@@ -72,19 +72,21 @@ std::vector<nlohmann::json> Predictions(const std::string& dir) {
   return out;
 }
 
-std::string EvalCmd(const EvalSetup& s, int np, const std::string& list, const std::string& out) {
+std::string EvalCmd(const EvalSetup& s, int np, const std::string& list, const std::string& out, int workers = 1) {
   return kMpirun + "-np " + std::to_string(np) + " " + kEvl + " eval" + s.data_flags +
          " --set data.val_list=" + list + " --set data.num_temporal_views=2 --set data.num_spatial_views=3"
-         " --set eval.batch_size=4 --set train.threads=1 --checkpoint " + s.ckpt + " --out " + out;
+         " --set eval.batch_size=4 --set train.threads=1 --set data.num_workers=" + std::to_string(workers) +
+         " --checkpoint " + s.ckpt + " --out " + out;
 }
 
-TEST(DistributedEval, EveryVideoOnceAndTheSameScoresAtAnyWorldSize) {
+// Decode threads hand videos over in list order, so their number changes nothing either.
+TEST(DistributedEval, EveryVideoOnceAndTheSameScoresAtAnyWorldSizeAndWorkerCount) {
   const EvalSetup& s = Prepared();
   ASSERT_EQ(RunCommand("test -f " + s.ckpt).status, 0) << "training did not leave a checkpoint";
   std::vector<std::vector<nlohmann::json>> runs;
-  for (int np : {1, 2, 3}) {
+  for (auto [np, workers] : {std::pair{1, 1}, {2, 3}, {3, 2}}) {
     const std::string out = ScratchDir("eval_np" + std::to_string(np) + "_" + std::to_string(getpid()));
-    auto r = RunCommand(EvalCmd(s, np, s.good_list, out));
+    auto r = RunCommand(EvalCmd(s, np, s.good_list, out, workers));
     ASSERT_EQ(r.status, 0) << r.output;
     auto p = Predictions(out);
     ASSERT_EQ(p.size(), 7u) << "np=" << np;

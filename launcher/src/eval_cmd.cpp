@@ -46,7 +46,7 @@ int RunEval(int* argc, char*** argv, const ConfigFlags& flags, const std::string
                 << "\ntop1 " << r.top1_all << "  top5 " << r.top5_all << "  mean-class top1 " << r.mean_class_top1
                 << "   (over all videos)\ntop1 " << r.top1_decoded << "  top5 " << r.top5_decoded
                 << "   (over decoded videos)\n" << r.videos_per_s << " videos/s, " << 100 * r.data_share
-                << "% of the time decoding; predictions.jsonl, metrics.json, "
+                << "% of the time waiting for decoded videos; predictions.jsonl, metrics.json, "
                 << "confusion.csv in " << dir << "\n";
     }
     return 0;

@@ -5,8 +5,12 @@
 #include <torch/torch.h>
 
 #include <chrono>
+#include <condition_variable>
 #include <fstream>
 #include <iomanip>
+#include <map>
+#include <mutex>
+#include <thread>
 
 #include "evl/checkpoint.h"
 #include "evl/dataset.h"
@@ -35,6 +39,86 @@ void LoadTrainedWeights(EVLTransformerImpl& model, const std::string& path) {
   LoadStateDict(model, sd, /*strict=*/true, path);
 }
 
+namespace {
+
+// Decodes this rank's validation videos on `workers` threads, at most `ahead` videos ahead of the
+// consumer, and hands them over in list order, so batches (and so the numbers) do not depend on
+// the thread count. Without it the model waits for every video's decode.
+class EvalPrefetcher {
+ public:
+  struct Item {
+    int64_t index = -1;
+    at::Tensor views;   // undefined when the video could not be used
+    std::string error;
+  };
+
+  EvalPrefetcher(const VideoClipDataset& ds, std::vector<int64_t> indices, int workers, int ahead)
+      : ds_(ds), indices_(std::move(indices)), ahead_(std::max(1, ahead)) {
+    for (int w = 0; w < std::max(1, workers); ++w) threads_.emplace_back([this] { Work(); });
+  }
+  ~EvalPrefetcher() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    for (auto& t : threads_) t.join();
+  }
+  EvalPrefetcher(const EvalPrefetcher&) = delete;
+  EvalPrefetcher& operator=(const EvalPrefetcher&) = delete;
+
+  // The k-th video of the list; k counts up from 0 across calls.
+  Item Next(double* waited_s) {
+    const auto t0 = std::chrono::steady_clock::now();
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.wait(lock, [&] { return ready_.count(next_out_) > 0; });
+    Item item = std::move(ready_[next_out_]);
+    ready_.erase(next_out_++);
+    lock.unlock();
+    cv_.notify_all();
+    *waited_s += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    return item;
+  }
+
+ private:
+  void Work() {
+    VideoReader reader;
+    while (true) {
+      size_t k;
+      {
+        std::unique_lock<std::mutex> lock(mu_);
+        cv_.wait(lock, [&] { return stop_ || next_job_ >= indices_.size() || next_job_ < next_out_ + ahead_; });
+        if (stop_ || next_job_ >= indices_.size()) return;
+        k = next_job_++;
+      }
+      Item item;
+      item.index = indices_[k];
+      try {
+        item.views = ds_.Load(item.index, 0, reader);
+      } catch (const DataError& e) {
+        item.error = e.what();
+      }
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        ready_[k] = std::move(item);
+      }
+      cv_.notify_all();
+    }
+  }
+
+  const VideoClipDataset& ds_;
+  const std::vector<int64_t> indices_;
+  const size_t ahead_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::map<size_t, Item> ready_;
+  size_t next_job_ = 0, next_out_ = 0;
+  bool stop_ = false;
+  std::vector<std::thread> threads_;
+};
+
+}  // namespace
+
 EvalReport Evaluate(EVLTransformer& model, const EvlConfig& config, Communicator& comm, const torch::Device& device,
                     const std::string& out_dir) {
   EvalReport r;
@@ -48,7 +132,6 @@ EvalReport Evaluate(EVLTransformer& model, const EvlConfig& config, Communicator
   const bool was_training = model->is_training();
   model->eval();
   torch::NoGradGuard ng;
-  VideoReader reader;
   const int64_t max_views = std::max(1, config.eval().batch_size());
   std::vector<std::pair<int64_t, torch::Tensor>> pending;  // (slot, views) waiting for a batched forward
   int64_t pending_views = 0, done = 0;
@@ -66,19 +149,21 @@ EvalReport Evaluate(EVLTransformer& model, const EvlConfig& config, Communicator
     pending.clear();
     pending_views = 0;
   };
-  int64_t slot = 0;
-  for (int64_t i = comm.rank(); i < n; i += world, ++slot) {
+  std::vector<int64_t> mine;
+  for (int64_t i = comm.rank(); i < n; i += world) mine.push_back(i);
+  EvalPrefetcher prefetch(ds, mine, config.data().num_workers(),
+                          std::max(1, config.data().prefetch_batches()) * static_cast<int>(max_views));
+  for (int64_t slot = 0; slot < static_cast<int64_t>(mine.size()); ++slot) {
+    const int64_t i = mine[slot];
     local[slot][0] = static_cast<double>(i);
-    try {
-      const auto d0 = std::chrono::steady_clock::now();
-      auto views = ds.Load(i, 0, reader);
-      data_s += std::chrono::duration<double>(std::chrono::steady_clock::now() - d0).count();
+    EvalPrefetcher::Item item = prefetch.Next(&data_s);
+    if (item.views.defined()) {
       local[slot][1] = 1.0;
-      pending_views += views.size(0);
-      pending.emplace_back(slot, views);
+      pending_views += item.views.size(0);
+      pending.emplace_back(slot, item.views);
       if (pending_views >= max_views) flush();
-    } catch (const DataError& e) {
-      LOG(WARNING) << "eval: cannot use video " << i << " (counted as wrong in the over-all numbers): " << e.what();
+    } else {
+      LOG(WARNING) << "eval: cannot use video " << i << " (counted as wrong in the over-all numbers): " << item.error;
       local[slot][1] = 0.0;
       local[slot].narrow(0, 2, C).zero_();
     }

@@ -19,7 +19,7 @@ struct EvalReport {
   double top1_decoded = 0, top5_decoded = 0;  // over decoded videos
   double mean_class_top1 = 0;                 // mean over classes present in the list (over all)
   double videos_per_s = 0;
-  double data_share = 0;  // rank 0's share of evaluation time spent decoding (the model waits)
+  double data_share = 0;  // rank 0's share of evaluation time the model waited for decoded videos
 };
 
 // Aggregates per-view logits [V, C] into one score vector [C] (eval.aggregation).
