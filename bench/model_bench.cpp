@@ -1,18 +1,24 @@
 // Model throughput: forward clips/s and training-step clips/s (frozen backbone forward, decoder
 // forward + backward, AdamW) for EVL at fp32 and with a bf16 backbone, beside the official model
 // code (or evl's Python reference) run through Debian's python3-torch on the same shapes and
-// threads, in the same run; prints the ratios.
+// threads, in the same run; prints the ratios. With --device cuda it measures the official GPU
+// setting instead: FP16 backbone, decoder under FP16 autocast with a scaled loss (also built by the
+// standalone `cmake -S model` build, for GPU machines that have LibTorch and nothing else).
 //
-// usage: evl_model_bench [--threads 2] [--batch 2] [--frames 8] [--preset B16|tiny] [--iters 2]
-//                        [--official-repo DIR] [--python /usr/bin/python3] [--no-python]
+// usage: evl_model_bench [--device cpu|cuda] [--threads 2] [--batch 2] [--frames 8] [--preset B16|tiny]
+//                        [--iters 2] [--official-repo DIR] [--python /usr/bin/python3] [--no-python]
+#include <torch/cuda.h>
 #include <torch/torch.h>
 
 #include <chrono>
 #include <cstdio>
 #include <iostream>
 #include <map>
+#include <optional>
 #include <string>
+#include <vector>
 
+#include "evl/autocast.h"
 #include "evl/model.h"
 
 namespace {
@@ -23,7 +29,7 @@ double Seconds(Clock::time_point a, Clock::time_point b) { return std::chrono::d
 
 struct Args {
   int threads = 2, batch = 2, frames = 8, iters = 2;
-  std::string preset = "B16", official_repo, python = "/usr/bin/python3";
+  std::string preset = "B16", official_repo, python = "/usr/bin/python3", device = "cpu";
   bool run_python = true;
 };
 
@@ -46,44 +52,83 @@ struct Result {
   std::string breakdown;
 };
 
-Result Measure(const Args& a, c10::ScalarType dtype) {
+// `fp16_decoder`: the decoder under FP16 autocast with the loss scaled and the gradients unscaled,
+// as `evl train` does on CUDA (the scaler's inf check included).
+Result Measure(const Args& a, c10::ScalarType dtype, bool fp16_decoder) {
   torch::manual_seed(0);
+  const torch::Device device(a.device);
+  const bool cuda = device.is_cuda();
   evl::EVLTransformer model(Options(a, dtype));
+  model->to(device);
   const int64_t S = model->options().backbone.input_size;
-  auto x = torch::randn({a.batch, 3, a.frames, S, S});
-  auto y = torch::randint(0, 400, {a.batch}, torch::kLong);
-  torch::optim::AdamW opt(model->parameters(), torch::optim::AdamWOptions(4e-4).weight_decay(0.05));
+  auto x = torch::randn({a.batch, 3, a.frames, S, S}).to(device);
+  auto y = torch::randint(0, 400, {a.batch}, torch::kLong).to(device);
+  std::vector<torch::Tensor> trainable;
+  for (auto& p : model->parameters())
+    if (p.requires_grad()) trainable.push_back(p);
+  torch::optim::AdamW opt(trainable, torch::optim::AdamWOptions(4e-4).weight_decay(0.05));
+  // Timings are only true once the device has finished the queued work.
+  auto now = [&] {
+    if (cuda) torch::cuda::synchronize();
+    return Clock::now();
+  };
+  auto backbone = [&] {
+    std::optional<evl::AutocastScope> autocast;
+    if (fp16_decoder) autocast.emplace(cuda, evl::AutocastDtype::kHalf);
+    return model->backbone_features(x);
+  };
+  auto decode = [&](const std::vector<evl::BlockFeatures>& feats) {
+    std::optional<evl::AutocastScope> autocast;
+    if (fp16_decoder) autocast.emplace(cuda, evl::AutocastDtype::kHalf);
+    return model->decode(feats).to(torch::kFloat);
+  };
+  const double scale = fp16_decoder ? 65536.0 : 1.0;
+  auto unscale_and_step = [&] {
+    if (fp16_decoder) {
+      bool finite = true;
+      for (auto& p : trainable)
+        if (p.grad().defined()) {
+          p.mutable_grad().mul_(1.0 / scale);
+          finite = finite && p.grad().isfinite().all().item<bool>();
+        }
+      if (!finite) return;
+    }
+    opt.step();
+  };
+  auto backward_and_step = [&](const torch::Tensor& loss) {
+    opt.zero_grad();
+    (loss * scale).backward();
+    unscale_and_step();
+  };
   Result r;
   model->eval();
   {
     torch::NoGradGuard ng;
-    model->forward(x);  // warm-up
-    auto t0 = Clock::now();
-    for (int i = 0; i < a.iters; ++i) model->forward(x);
-    r.forward_cps = a.batch * a.iters / Seconds(t0, Clock::now());
+    decode(backbone());  // warm-up
+    auto t0 = now();
+    for (int i = 0; i < a.iters; ++i) decode(backbone());
+    r.forward_cps = a.batch * a.iters / Seconds(t0, now());
   }
   model->train();
   auto step = [&] {
-    opt.zero_grad();
-    auto loss = torch::nn::functional::cross_entropy(model->forward(x), y);
-    loss.backward();
-    opt.step();
+    auto loss = torch::nn::functional::cross_entropy(decode(backbone()), y);
+    backward_and_step(loss);
   };
   step();
-  auto t0 = Clock::now();
+  auto t0 = now();
   for (int i = 0; i < a.iters; ++i) step();
-  r.step_cps = a.batch * a.iters / Seconds(t0, Clock::now());
+  r.step_cps = a.batch * a.iters / Seconds(t0, now());
   // Where a step's time goes (one more step, timed piece by piece).
-  auto t1 = Clock::now();
-  auto feats = model->backbone_features(x);
-  auto t2 = Clock::now();
-  auto loss = torch::nn::functional::cross_entropy(model->decode(feats), y);
-  auto t3 = Clock::now();
+  auto t1 = now();
+  auto feats = backbone();
+  auto t2 = now();
+  auto loss = torch::nn::functional::cross_entropy(decode(feats), y);
+  auto t3 = now();
   opt.zero_grad();
-  loss.backward();
-  auto t4 = Clock::now();
-  opt.step();
-  auto t5 = Clock::now();
+  (loss * scale).backward();
+  auto t4 = now();
+  unscale_and_step();
+  auto t5 = now();
   r.breakdown = "backbone " + std::to_string(Seconds(t1, t2)) + " s, decoder fwd " + std::to_string(Seconds(t2, t3)) +
                 " s, bwd " + std::to_string(Seconds(t3, t4)) + " s, AdamW " + std::to_string(Seconds(t4, t5)) + " s";
   return r;
@@ -92,7 +137,7 @@ Result Measure(const Args& a, c10::ScalarType dtype) {
 std::map<std::string, double> RunPython(const Args& a, const std::string& dtype) {
   std::string cmd = a.python + " " + EVL_SOURCE_DIR + "/bench/official_step.py --threads " + std::to_string(a.threads) +
                     " --batch " + std::to_string(a.batch) + " --frames " + std::to_string(a.frames) + " --iters " +
-                    std::to_string(a.iters) + " --preset " + a.preset + " --dtype " + dtype;
+                    std::to_string(a.iters) + " --preset " + a.preset + " --dtype " + dtype + " --device " + a.device;
   if (!a.official_repo.empty()) cmd += " --official-repo " + a.official_repo;
   std::map<std::string, double> out;
   FILE* p = popen(cmd.c_str(), "r");
@@ -119,27 +164,49 @@ int main(int argc, char** argv) {
     else if (k == "--official-repo") a.official_repo = next();
     else if (k == "--python") a.python = next();
     else if (k == "--no-python") a.run_python = false;
+    else if (k == "--device") a.device = next();
     else {
       std::cerr << "unknown flag " << k << "\n";
       return 2;
     }
   }
+  const bool cuda = a.device == "cuda";
+  if (cuda && !torch::cuda::is_available()) {
+    std::cerr << "--device cuda: this LibTorch sees no CUDA device\n";
+    return 2;
+  }
+  if (a.device != "cpu" && !cuda) {
+    std::cerr << "--device must be cpu or cuda\n";
+    return 2;
+  }
   torch::set_num_threads(a.threads);
-  std::printf("EVL %s, %d frames, batch %d clips, %d threads, %d timed iterations\n", a.preset.c_str(), a.frames,
-              a.batch, a.threads, a.iters);
+  std::printf("EVL %s, %d frames, batch %d clips, %s, %d threads, %d timed iterations\n", a.preset.c_str(), a.frames,
+              a.batch, a.device.c_str(), a.threads, a.iters);
+  // The Python baseline runs the official recipe for the device: fp32 on CPU; on CUDA an fp16
+  // backbone with the rest under autocast and a GradScaler.
+  const std::string py_mode = cuda ? "fp16" : "fp32";
   std::map<std::string, double> py;
   if (a.run_python) {
-    py = RunPython(a, "fp32");
-    std::printf("python (%s): forward %.3f clips/s, train step %.3f clips/s\n",
-                a.official_repo.empty() ? "evl_reference.py" : "official model.py", py["forward_clips_per_s"],
-                py["step_clips_per_s"]);
+    py = RunPython(a, py_mode);
+    std::printf("python (%s, %s): forward %.3f clips/s, train step %.3f clips/s\n",
+                a.official_repo.empty() ? "evl_reference.py" : "official model.py", py_mode.c_str(),
+                py["forward_clips_per_s"], py["step_clips_per_s"]);
   }
-  for (auto [name, dt] : {std::pair<const char*, c10::ScalarType>{"fp32", torch::kFloat}, {"bf16", torch::kBFloat16}}) {
-    Result r = Measure(a, dt);
-    std::printf("evl %s backbone: forward %.3f clips/s, train step %.3f clips/s", name, r.forward_cps, r.step_cps);
+  struct Mode {
+    const char* name;
+    c10::ScalarType backbone;
+    bool fp16_decoder;
+  };
+  const std::vector<Mode> modes = cuda ? std::vector<Mode>{{"fp16 backbone + fp16 autocast", torch::kHalf, true},
+                                                           {"fp32", torch::kFloat, false}}
+                                       : std::vector<Mode>{{"fp32 backbone", torch::kFloat, false},
+                                                           {"bf16 backbone", torch::kBFloat16, false}};
+  for (const Mode& m : modes) {
+    Result r = Measure(a, m.backbone, m.fp16_decoder);
+    std::printf("evl %s: forward %.3f clips/s, train step %.3f clips/s", m.name, r.forward_cps, r.step_cps);
     if (py.count("step_clips_per_s") && py["step_clips_per_s"] > 0)
-      std::printf("  | vs python fp32: forward %.2fx, train step %.2fx", r.forward_cps / py["forward_clips_per_s"],
-                  r.step_cps / py["step_clips_per_s"]);
+      std::printf("  | vs python %s: forward %.2fx, train step %.2fx", py_mode.c_str(),
+                  r.forward_cps / py["forward_clips_per_s"], r.step_cps / py["step_clips_per_s"]);
     std::printf("\n    step breakdown: %s\n", r.breakdown.c_str());
   }
   return 0;

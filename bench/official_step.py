@@ -1,13 +1,14 @@
 """The Python side of bench/model_bench.cpp: forward and training-step throughput of the official
 EVL model code (from --official-repo, a checkout of OpenGVLab/efficient-video-recognition) or, without
-it, of evl's own reference (tests/fixtures/evl_reference.py), on CPU.
+it, of evl's own reference (tests/fixtures/evl_reference.py), on CPU or CUDA.
 
-Prints 'forward_clips_per_s X' and 'step_clips_per_s Y'. For the official code two things are
-adapted to a CPU-only machine, without touching its math: the frozen backbone is built directly
-(no CLIP file needed: random weights), and TemporalCrossAttention's hard-coded device='cuda' buffer
-is created on the CPU instead.
+Prints 'forward_clips_per_s X' and 'step_clips_per_s Y'. The frozen backbone is built directly (no
+CLIP file needed: random weights); on a CPU-only machine TemporalCrossAttention's hard-coded
+device='cuda' buffer is created on the CPU instead. --dtype fp16 is the official main.py's default
+GPU recipe: backbone_mode 'freeze_fp16', the forward under torch.cuda.amp.autocast and a GradScaler.
 """
 import argparse
+import contextlib
 import os
 import sys
 import time
@@ -22,6 +23,7 @@ ap.add_argument('--iters', type=int, default=2)
 ap.add_argument('--preset', default='B16')
 ap.add_argument('--dtype', default='fp32')
 ap.add_argument('--official-repo', default='')
+ap.add_argument('--device', default='cpu')
 a = ap.parse_args()
 torch.set_num_threads(a.threads)
 torch.manual_seed(0)
@@ -51,7 +53,8 @@ if a.official_repo:
     official.weight_loader_fn_dict['random'] = lambda path: ovt.VisionTransformer2D(
         return_all_features=True, **preset).state_dict()
     model = official.EVLTransformer(num_frames=a.frames, backbone_name='bench', backbone_type='random',
-                                    backbone_mode='freeze_fp32', decoder_num_layers=dec_layers,
+                                    backbone_mode='freeze_fp16' if a.dtype == 'fp16' else 'freeze_fp32',
+                                    decoder_num_layers=dec_layers,
                                     decoder_qkv_dim=qkv, decoder_num_heads=dec_heads, num_classes=400)
 else:
     sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'tests', 'fixtures'))
@@ -59,30 +62,54 @@ else:
     backbone = ref.VisionTransformer2D(width, layers, heads, patch, size).eval().requires_grad_(False)
     model = ref.EVLTransformer(backbone, a.frames, dec_layers, qkv, dec_heads, 400, dropout=0.5, cls_dropout=0.5)
 
-x = torch.randn(a.batch, 3, a.frames, size, size)
-y = torch.randint(0, 400, (a.batch,))
+cuda = a.device == 'cuda'
+fp16 = a.dtype == 'fp16'
+model = model.to(a.device)
+x = torch.randn(a.batch, 3, a.frames, size, size, device=a.device)
+y = torch.randint(0, 400, (a.batch,), device=a.device)
+
+
+def now():
+    if cuda:
+        torch.cuda.synchronize()
+    return time.perf_counter()
+
+
+def amp():
+    return torch.autocast('cuda') if fp16 and cuda else contextlib.nullcontext()
+
+
+def forward():
+    with amp():
+        return model(x)
+
+
 model.eval()
 with torch.no_grad():
-    model(x)
-    t = time.perf_counter()
+    forward()
+    t = now()
     for _ in range(a.iters):
-        model(x)
-    print('forward_clips_per_s', a.batch * a.iters / (time.perf_counter() - t))
+        forward()
+    print('forward_clips_per_s', a.batch * a.iters / (now() - t))
 
 model.train()
 opt = torch.optim.AdamW(model.parameters(), lr=4e-4, weight_decay=0.05)
 crit = torch.nn.CrossEntropyLoss()
+scaler = torch.cuda.amp.GradScaler(enabled=fp16 and cuda)
 
 
 def step():
     opt.zero_grad()
-    crit(model(x), y).backward()
-    opt.step()
+    with amp():
+        loss = crit(model(x), y)
+    scaler.scale(loss).backward()
+    scaler.step(opt)
+    scaler.update()
 
 
 step()
-t = time.perf_counter()
+t = now()
 for _ in range(a.iters):
     step()
-print('step_clips_per_s', a.batch * a.iters / (time.perf_counter() - t))
+print('step_clips_per_s', a.batch * a.iters / (now() - t))
 print('trainable_params', sum(p.numel() for p in model.parameters()))
