@@ -85,13 +85,13 @@ Result Measure(const Args& a, c10::ScalarType dtype, bool fp16_decoder) {
   const double scale = fp16_decoder ? 65536.0 : 1.0;
   auto unscale_and_step = [&] {
     if (fp16_decoder) {
-      bool finite = true;
+      std::vector<torch::Tensor> finite;  // read back once, as evl's DynamicLossScaler does
       for (auto& p : trainable)
         if (p.grad().defined()) {
           p.mutable_grad().mul_(1.0 / scale);
-          finite = finite && p.grad().isfinite().all().item<bool>();
+          finite.push_back(p.grad().isfinite().all());
         }
-      if (!finite) return;
+      if (!torch::stack(finite).all().item<bool>()) return;
     }
     opt.step();
   };

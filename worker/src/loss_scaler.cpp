@@ -10,14 +10,15 @@ DynamicLossScaler::DynamicLossScaler(double init_scale, double growth_factor, do
 
 bool DynamicLossScaler::UnscaleAndCheck(const std::vector<at::Tensor>& params) const {
   torch::NoGradGuard ng;
-  bool found_inf = false;
+  // One flag per gradient, read back once: a read per gradient would wait for the GPU ~100 times a step.
+  std::vector<at::Tensor> finite;
   for (const auto& p : params) {
     auto g = p.grad();
     if (!g.defined()) continue;
     g.mul_(1.0 / scale_);
-    if (!found_inf && !torch::isfinite(g).all().item<bool>()) found_inf = true;
+    finite.push_back(torch::isfinite(g).all());
   }
-  return found_inf;
+  return !finite.empty() && !torch::stack(finite).all().item<bool>();
 }
 
 void DynamicLossScaler::Update(bool found_inf) {
