@@ -66,6 +66,20 @@ TEST(Cli, TrainRefusesFp16OnCpu) {
   EXPECT_NE(r.output.find("train.precision FP16 needs CUDA"), std::string::npos) << r.output;
 }
 
+// The dataset `evl train` writes for data.synthetic is the one `evl data synth` writes, byte for byte,
+// so a run on the embedded default can be repeated on a dataset written once.
+TEST(DataSynth, TrainWritesTheSameBytesAsTheCli) {
+  const std::string dir = ScratchDir("synth_same_bytes");
+  auto t = RunCommand(kEvl + " train --set train.num_steps=1 --set data.val_list= --set data.synthetic.videos=24"
+                      " --set train.run_dir=" + dir + "/run");
+  ASSERT_EQ(t.status, 0) << t.output;
+  auto c = RunCommand(kEvl + " data synth --out " + dir + "/cli --classes 4 --videos 24 --frames 32 --size 48x48 --seed 0");
+  ASSERT_EQ(c.status, 0) << c.output;
+  const std::string from_train = RunCommand("cd " + dir + "/run/synth && md5sum train.txt val.txt videos/*").output;
+  EXPECT_NE(from_train.find("videos/00023.mp4"), std::string::npos) << from_train;
+  EXPECT_EQ(from_train, RunCommand("cd " + dir + "/cli && md5sum train.txt val.txt videos/*").output);
+}
+
 TEST(Cli, SubmitRefusesALayoutThatSplitsTheBatchUnevenly) {
   // Rendering needs no Slurm; the check happens before anything is written or submitted.
   auto r = RunCommand(kEvl + " submit --nodes 1 --tasks-per-node 3 --dry-run --set train.run_dir=scratch/submit_uneven");

@@ -78,7 +78,9 @@ VideoWriter::VideoWriter(const std::string& path, const VideoWriterOptions& opti
   if (options.codec == "libx264") {
     av_opt_set(s.enc->priv_data, "preset", "medium", 0);
     av_opt_set_int(s.enc->priv_data, "crf", options.crf, 0);
-    av_opt_set(s.enc->priv_data, "x264-params", "keyint_min=1:scenecut=0", 0);
+    // MB-tree off: with it, libx264 0.164 reads memory it never wrote, and the same frames gave
+    // different files depending on what the heap held (Synth.SameBytesWhateverTheHeapHeld).
+    av_opt_set(s.enc->priv_data, "x264-params", "keyint_min=1:scenecut=0:mbtree=0", 0);
   } else {
     s.enc->flags |= AV_CODEC_FLAG_QSCALE;
     s.enc->global_quality = FF_QP2LAMBDA * 4;
