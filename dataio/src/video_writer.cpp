@@ -78,9 +78,10 @@ VideoWriter::VideoWriter(const std::string& path, const VideoWriterOptions& opti
   if (options.codec == "libx264") {
     av_opt_set(s.enc->priv_data, "preset", "medium", 0);
     av_opt_set_int(s.enc->priv_data, "crf", options.crf, 0);
-    // MB-tree off: with it, libx264 0.164 reads memory it never wrote, and the same frames gave
-    // different files depending on what the heap held (Synth.SameBytesWhateverTheHeapHeld).
-    av_opt_set(s.enc->priv_data, "x264-params", "keyint_min=1:scenecut=0:mbtree=0", 0);
+    // With MB-tree, libx264 0.164 reads memory it never wrote: the same frames give different files
+    // depending on what the heap held (Synth.SameBytesWhateverTheHeapHeld), so it is opt-in.
+    const std::string params = std::string("keyint_min=1:scenecut=0") + (options.mb_tree ? "" : ":mbtree=0");
+    av_opt_set(s.enc->priv_data, "x264-params", params.c_str(), 0);
   } else {
     s.enc->flags |= AV_CODEC_FLAG_QSCALE;
     s.enc->global_quality = FF_QP2LAMBDA * 4;

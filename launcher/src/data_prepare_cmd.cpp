@@ -61,6 +61,8 @@ void Transcode(const std::string& in, const std::string& out, const PrepareOptio
   wo.gop = o.keyint;
   wo.crf = o.crf;
   wo.bframes = 0;  // with a short GOP, B-frames cost seek time and save little
+  // Smaller files decode faster; a restart skips finished files, so their exact bytes do not matter.
+  wo.mb_tree = true;
   const std::string tmp = out + ".tmp.mp4";
   try {
     VideoWriter writer(tmp, wo);
