@@ -10,6 +10,7 @@
 #include <iomanip>
 #include <map>
 #include <mutex>
+#include <stdexcept>
 #include <thread>
 
 #include "evl/checkpoint.h"
@@ -47,9 +48,8 @@ namespace {
 class EvalPrefetcher {
  public:
   struct Item {
-    int64_t index = -1;
     at::Tensor views;   // undefined when the video could not be used
-    std::string error;
+    std::string error;  // why not
   };
 
   EvalPrefetcher(const VideoClipDataset& ds, std::vector<int64_t> indices, int workers, int ahead)
@@ -67,11 +67,13 @@ class EvalPrefetcher {
   EvalPrefetcher(const EvalPrefetcher&) = delete;
   EvalPrefetcher& operator=(const EvalPrefetcher&) = delete;
 
-  // The k-th video of the list; k counts up from 0 across calls.
+  // The k-th video of the list; k counts up from 0 across calls. Rethrows what a decode thread
+  // hit that is not a bad video (out of memory, a bug), naming the video.
   Item Next(double* waited_s) {
     const auto t0 = std::chrono::steady_clock::now();
     std::unique_lock<std::mutex> lock(mu_);
     cv_.wait(lock, [&] { return ready_.count(next_out_) > 0; });
+    if (!fatal_.empty()) throw std::runtime_error(fatal_);
     Item item = std::move(ready_[next_out_]);
     ready_.erase(next_out_++);
     lock.unlock();
@@ -92,14 +94,17 @@ class EvalPrefetcher {
         k = next_job_++;
       }
       Item item;
-      item.index = indices_[k];
+      std::string fatal;
       try {
-        item.views = ds_.Load(item.index, 0, reader);
+        item.views = ds_.Load(indices_[k], 0, reader);
       } catch (const DataError& e) {
         item.error = e.what();
+      } catch (const std::exception& e) {
+        fatal = "eval: decoding video " + std::to_string(indices_[k]) + " failed: " + e.what();
       }
       {
         std::lock_guard<std::mutex> lock(mu_);
+        if (!fatal.empty() && fatal_.empty()) fatal_ = fatal;
         ready_[k] = std::move(item);
       }
       cv_.notify_all();
@@ -114,6 +119,7 @@ class EvalPrefetcher {
   std::map<size_t, Item> ready_;
   size_t next_job_ = 0, next_out_ = 0;
   bool stop_ = false;
+  std::string fatal_;  // the first error that is not a bad video
   std::vector<std::thread> threads_;
 };
 
