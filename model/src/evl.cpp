@@ -43,7 +43,9 @@ torch::Tensor TemporalCrossAttentionImpl::forward_half(const torch::Tensor& q, c
   // The official code gathers w into a [P, P, C] table per call (118 MB at ViT-B/16) and contracts
   // over keys. Scattering the attention into relative-offset bins instead gives the same sum as one
   // dense GEMM against w, with no per-call weight table and a GEMM-shaped gradient for w.
-  auto index = rel_index_.to(attn.device()).unsqueeze(0).expand({M, P, P});
+  // Moved once: a plain attribute, not a buffer, so module.to(device) does not move it.
+  if (rel_index_.device() != attn.device()) rel_index_ = rel_index_.to(attn.device());
+  auto index = rel_index_.unsqueeze(0).expand({M, P, P});
   auto binned = torch::zeros({M, P, R}, attn.options()).scatter_(2, index, attn);
   return torch::matmul(binned.view({M * P, R}), w).view({N, T, P, w.size(1)});
 }
