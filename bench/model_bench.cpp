@@ -14,7 +14,6 @@
 #include <cstdio>
 #include <iostream>
 #include <map>
-#include <optional>
 #include <string>
 #include <vector>
 
@@ -72,14 +71,13 @@ Result Measure(const Args& a, c10::ScalarType dtype, bool fp16_decoder) {
     if (cuda) torch::cuda::synchronize();
     return Clock::now();
   };
+  const auto autocast = fp16_decoder ? evl::AutocastDtype::kHalf : evl::AutocastDtype::kOff;
   auto backbone = [&] {
-    std::optional<evl::AutocastScope> autocast;
-    if (fp16_decoder) autocast.emplace(cuda, evl::AutocastDtype::kHalf);
+    evl::AutocastScope scope(cuda, autocast);
     return model->backbone_features(x);
   };
   auto decode = [&](const std::vector<evl::BlockFeatures>& feats) {
-    std::optional<evl::AutocastScope> autocast;
-    if (fp16_decoder) autocast.emplace(cuda, evl::AutocastDtype::kHalf);
+    evl::AutocastScope scope(cuda, autocast);
     return model->decode(feats).to(torch::kFloat);
   };
   const double scale = fp16_decoder ? 65536.0 : 1.0;

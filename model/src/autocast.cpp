@@ -7,7 +7,8 @@
 
 namespace evl {
 
-AutocastScope::AutocastScope(bool cuda, AutocastDtype dtype) : cuda_(cuda) {
+AutocastScope::AutocastScope(bool cuda, AutocastDtype dtype) : cuda_(cuda), on_(dtype != AutocastDtype::kOff) {
+  if (!on_) return;
   const auto type = dtype == AutocastDtype::kHalf ? at::kHalf : at::kBFloat16;
 #if EVL_AUTOCAST_PER_DEVICE_API
   const auto device = cuda_ ? at::kCUDA : at::kCPU;
@@ -25,6 +26,7 @@ AutocastScope::AutocastScope(bool cuda, AutocastDtype dtype) : cuda_(cuda) {
 }
 
 AutocastScope::~AutocastScope() {
+  if (!on_) return;
 #if EVL_AUTOCAST_PER_DEVICE_API
   at::autocast::set_autocast_enabled(cuda_ ? at::kCUDA : at::kCPU, false);
 #else

@@ -12,7 +12,6 @@
 #include <cstdlib>
 #include <fstream>
 #include <iomanip>
-#include <optional>
 #include <sstream>
 
 #include "config.h"
@@ -101,8 +100,6 @@ std::string Eta(double seconds) {
   std::snprintf(buf, sizeof buf, "%ld:%02ld:%02ld", s / 3600, (s / 60) % 60, s % 60);
   return buf;
 }
-
-
 
 std::atomic<int> g_stop_signal{0};
 
@@ -390,9 +387,9 @@ int RunTraining(const EvlConfig& input_config, Communicator& comm, const RankCon
       if (j == t.batch_split() - 1) reducer.Prepare();
       torch::Tensor logits;
       {
-        std::optional<AutocastScope> autocast;
-        if (precision == FP16 || precision == BF16)
-          autocast.emplace(device.is_cuda(), precision == FP16 ? AutocastDtype::kHalf : AutocastDtype::kBFloat16);
+        AutocastScope autocast(device.is_cuda(), precision == FP16   ? AutocastDtype::kHalf
+                                                 : precision == BF16 ? AutocastDtype::kBFloat16
+                                                                     : AutocastDtype::kOff);
         logits = model->forward(x);
       }
       logits = logits.to(torch::kFloat);  // the loss in FP32, as autocast would compute it

@@ -5,7 +5,8 @@
 
 namespace evl {
 
-enum class AutocastDtype { kHalf, kBFloat16 };
+// kOff makes the scope do nothing, so a caller whose precision is FP32 needs no branch.
+enum class AutocastDtype { kOff, kHalf, kBFloat16 };
 
 // Turns autocast on for CUDA or CPU ops until destroyed; the weight-cast cache is cleared on exit
 // because the weights change every step.
@@ -17,7 +18,7 @@ class AutocastScope {
   AutocastScope& operator=(const AutocastScope&) = delete;
 
  private:
-  bool cuda_;
+  bool cuda_, on_;
 };
 
 bool CpuAutocastEnabled();
