@@ -20,6 +20,10 @@
 #include "evl/autocast.h"
 #include "evl/model.h"
 
+#ifdef EVL_TORCH_CUDA
+#include <c10/cuda/CUDACachingAllocator.h>
+#endif
+
 namespace {
 
 using Clock = std::chrono::steady_clock;
@@ -48,8 +52,42 @@ evl::EVLOptions Options(const Args& a, c10::ScalarType dtype) {
 
 struct Result {
   double forward_cps = 0, step_cps = 0;
+  double backbone_s = 0;   // one backbone forward of the batch, inside a training step
+  double peak_bytes = 0;   // CUDA allocator peak during the timed steps
   std::string breakdown;
 };
+
+// The device's FP16 matmul rate (TFLOP/s) on 8192^3 products: the yardstick for the backbone.
+double MeasuredHalfMatmulTflops() {
+  const int64_t n = 8192;
+  auto a = torch::randn({n, n}, torch::TensorOptions().dtype(torch::kHalf).device(torch::kCUDA));
+  auto b = torch::randn({n, n}, a.options());
+  for (int i = 0; i < 3; ++i) torch::matmul(a, b);
+  torch::cuda::synchronize();
+  const int iters = 20;
+  const auto t0 = Clock::now();
+  for (int i = 0; i < iters; ++i) torch::matmul(a, b);
+  torch::cuda::synchronize();
+  return 2.0 * n * n * n * iters / Seconds(t0, Clock::now()) / 1e12;
+}
+
+void ResetPeakMemory(int device) {
+#ifdef EVL_TORCH_CUDA
+  c10::cuda::CUDACachingAllocator::resetPeakStats(device);
+#else
+  (void)device;
+#endif
+}
+
+double PeakMemoryBytes(int device) {
+#ifdef EVL_TORCH_CUDA
+  const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(device);
+  return static_cast<double>(stats.allocated_bytes[0].peak);  // [0]: the aggregate over pool kinds
+#else
+  (void)device;
+  return 0;
+#endif
+}
 
 // `fp16_decoder`: the decoder under FP16 autocast with the loss scaled and the gradients unscaled,
 // as `evl train` does on CUDA (the scaler's inf check included).
@@ -113,9 +151,11 @@ Result Measure(const Args& a, c10::ScalarType dtype, bool fp16_decoder) {
     backward_and_step(loss);
   };
   step();
+  if (cuda) ResetPeakMemory(device.index() < 0 ? 0 : device.index());
   auto t0 = now();
   for (int i = 0; i < a.iters; ++i) step();
   r.step_cps = a.batch * a.iters / Seconds(t0, now());
+  if (cuda) r.peak_bytes = PeakMemoryBytes(device.index() < 0 ? 0 : device.index());
   // Where a step's time goes (one more step, timed piece by piece).
   auto t1 = now();
   auto feats = backbone();
@@ -127,6 +167,7 @@ Result Measure(const Args& a, c10::ScalarType dtype, bool fp16_decoder) {
   auto t4 = now();
   unscale_and_step();
   auto t5 = now();
+  r.backbone_s = Seconds(t1, t2);
   r.breakdown = "backbone " + std::to_string(Seconds(t1, t2)) + " s, decoder fwd " + std::to_string(Seconds(t2, t3)) +
                 " s, bwd " + std::to_string(Seconds(t3, t4)) + " s, AdamW " + std::to_string(Seconds(t4, t5)) + " s";
   return r;
@@ -206,6 +247,17 @@ int main(int argc, char** argv) {
       std::printf("  | vs python %s: forward %.2fx, train step %.2fx", py_mode.c_str(),
                   r.forward_cps / py["forward_clips_per_s"], r.step_cps / py["step_clips_per_s"]);
     std::printf("\n    step breakdown: %s\n", r.breakdown.c_str());
+    if (cuda && m.backbone == torch::kHalf) {
+      evl::EVLTransformer probe(Options(a, m.backbone));
+      const double gflop = evl::Summarize(probe).backbone_gflops * a.batch;
+      const double tflops = MeasuredHalfMatmulTflops();
+      const double floor_s = gflop / 1e3 / tflops;
+      std::printf("    backbone forward %.2f ms for %.0f GFLOP; at the measured fp16 matmul rate %.0f TFLOP/s those "
+                  "FLOPs need %.2f ms: %.2fx of the FLOP floor (goal <= 1.5x)\n",
+                  1e3 * r.backbone_s, gflop, tflops, 1e3 * floor_s, r.backbone_s / floor_s);
+      std::printf("    GPU memory peak %.1f MiB per training step, %.1f MiB per clip\n", r.peak_bytes / (1 << 20),
+                  r.peak_bytes / (1 << 20) / a.batch);
+    }
   }
   return 0;
 }

@@ -9,11 +9,12 @@
 namespace evl {
 
 Loader::Loader(std::shared_ptr<const VideoClipDataset> dataset, SampleFn samples_for_step, int64_t first_step,
-               int64_t end_step, int num_workers, int prefetch_batches)
+               int64_t end_step, int num_workers, int prefetch_batches, bool pin_memory)
     : dataset_(std::move(dataset)),
       samples_for_step_(std::move(samples_for_step)),
       end_step_(end_step),
       prefetch_(std::max(1, prefetch_batches)),
+      pin_memory_(pin_memory),
       next_out_step_(first_step),
       next_job_step_(first_step),
       start_(std::chrono::steady_clock::now()) {
@@ -82,7 +83,6 @@ void Loader::Work() {
       if (it == pending_.end()) {
         Pending p;
         p.indices = samples_for_step_(next_job_step_);
-        p.clips.resize(p.indices.size());
         p.used.resize(p.indices.size());
         p.remaining = static_cast<int>(p.indices.size());
         it = pending_.emplace(next_job_step_, std::move(p)).first;
@@ -97,10 +97,22 @@ void Loader::Work() {
     }
     int64_t used = index;
     at::Tensor clip = LoadWithReplacement(step, index, reader, &used);
+    at::Tensor row;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (stop_) return;
+      Pending& p = pending_[step];  // stays put until Next() erases it, after the last row is in
+      if (!p.clips.defined()) {
+        std::vector<int64_t> sizes = clip.sizes().vec();
+        sizes.insert(sizes.begin(), static_cast<int64_t>(p.indices.size()));
+        p.clips = at::empty(sizes, clip.options().pinned_memory(pin_memory_));
+      }
+      row = p.clips.select(0, static_cast<int64_t>(slot));
+    }
+    row.copy_(clip);  // outside the lock: each thread writes its own row
     std::lock_guard<std::mutex> lock(mu_);
     if (stop_) return;
     Pending& p = pending_[step];
-    p.clips[slot] = clip;
     p.used[slot] = used;
     if (--p.remaining == 0) ready_cv_.notify_all();
   }
@@ -122,12 +134,11 @@ bool Loader::Next(Batch* batch) {
   work_cv_.notify_all();
   wait_s_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   lock.unlock();
-  batch->clips = torch::stack(p.clips);
+  batch->clips = p.clips;
   std::vector<int64_t> labels;
   for (int64_t i : p.used) labels.push_back(dataset_->entry(i).label);
   batch->labels = torch::tensor(labels, torch::kLong);
   batch->indices = p.used;
-  if (torch::cuda::is_available()) batch->clips = batch->clips.pin_memory();
   lock.lock();
   clips_ += static_cast<int64_t>(p.used.size());
   return true;

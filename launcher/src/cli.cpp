@@ -194,7 +194,9 @@ int RunCli(int argc, char** argv) {
       return 2;  // unreachable: CLI11 requires one of the subcommands above
     }
     if (*predict) {
-      RunPredict(LoadEffectiveConfig(flags.config_path, flags.overrides), predict_request, std::cout);
+      const EvlConfig config = LoadEffectiveConfig(flags.config_path, flags.overrides);
+      predict_request.device = SingleProcessDevice(config);
+      RunPredict(config, predict_request, std::cout);
       return 0;
     }
   } catch (const ConfigError& e) {

@@ -4,6 +4,9 @@
 #include <string>
 #include <vector>
 
+#include "evl/device_choice.h"
+#include "evl_config.pb.h"
+
 namespace evl {
 
 struct ConfigFlags {
@@ -41,6 +44,11 @@ struct PrepareOptions {
   int keyint = 16;
   int crf = 23;
 };
+
+// train.device as the topology's device request.
+DeviceRequest DeviceRequestOf(const EvlConfig& config);
+// The device of a single-process command (predict) by the same rule as a job's rank 0.
+std::string SingleProcessDevice(const EvlConfig& config);
 
 int RunInfo(bool with_model, const ConfigFlags& flags);
 int RunDataSynth(const struct SynthOptions& options);

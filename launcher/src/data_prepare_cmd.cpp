@@ -94,7 +94,7 @@ int RunDataPrepare(int* argc, char*** argv, const PrepareOptions& o) {
       (!o.data_root.empty() && RealPath(o.out_dir) == RealPath(o.data_root)))
     throw std::invalid_argument("evl data prepare: --out " + o.out_dir +
                                 " is the dataset's own directory; choose another so no original is overwritten");
-  return RunRankJob(argc, argv, 1, [&](const Topology& topo) {
+  return RunRankJob(argc, argv, 1, DeviceRequest::kCpu, [&](const Topology& topo) {
     if (topo.rank == 0) MakeDirectories(o.out_dir);
     MPI_Barrier(MPI_COMM_WORLD);
     const std::string out_root = RealPath(o.out_dir);

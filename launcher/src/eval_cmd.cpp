@@ -28,12 +28,12 @@ int RunEval(int* argc, char*** argv, const ConfigFlags& flags, const std::string
       throw std::invalid_argument("evl eval: no --checkpoint given and no valid checkpoint in " +
                                   config.train().run_dir() + "/checkpoints");
   }
-  return RunRankJob(argc, argv, config.train().threads(), [&](const Topology& topo) {
-    // Results are gathered as CPU tensors, so evaluation talks MPI whatever the device.
-    auto comm = MakeMpiCommunicator(config.dist().stall_timeout_s());
+  return RunRankJob(argc, argv, config.train().threads(), DeviceRequestOf(config), [&](const Topology& topo) {
+    // Results are gathered as CPU tensors, so evaluation needs the MPI backend alone.
+    auto comm = MakeRoutingCommunicator(MakeMpiCommunicator(config.dist().stall_timeout_s()), nullptr);
     ResolveDataPaths(&config, *comm);
     LOG_IF(INFO, topo.rank == 0) << "evaluating " << weights;
-    const torch::Device device = SelectDevice(topo.local_rank);
+    const torch::Device device(topo.device);
     EVLTransformer model = BuildModel(config, device);
     LoadTrainedWeights(*model, weights);
     const std::string dir = out.empty() ? config.train().run_dir() + "/eval" : out;

@@ -5,7 +5,9 @@
 #include <sched.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <cstdlib>
+#include <vector>
 #include <stdexcept>
 #include <thread>
 
@@ -21,7 +23,7 @@ int EnvInt(const char* name, int fallback) {
 
 }  // namespace
 
-Topology InitTopology(int* argc, char*** argv, int requested_threads) {
+Topology InitTopology(int* argc, char*** argv, int requested_threads, DeviceRequest device) {
   int provided = 0;
   MPI_Init_thread(argc, argv, MPI_THREAD_MULTIPLE, &provided);
   if (provided < MPI_THREAD_MULTIPLE)
@@ -46,6 +48,12 @@ Topology InitTopology(int* argc, char*** argv, int requested_threads) {
     MPI_Comm_free(&leaders);
   }
   MPI_Bcast(&t.node, 1, MPI_INT, 0, local);
+  // Every local rank's CUDA_VISIBLE_DEVICES: tells per-task GPU binding from shared GPUs.
+  constexpr int kCvd = 256;
+  std::vector<char> cvd(kCvd, 0), all_cvd(static_cast<size_t>(kCvd) * t.local_world, 0);
+  const char* mine = std::getenv("CUDA_VISIBLE_DEVICES");
+  std::snprintf(cvd.data(), kCvd, "%s", mine ? mine : kUnset);
+  MPI_Allgather(cvd.data(), kCvd, MPI_CHAR, all_cvd.data(), kCvd, MPI_CHAR, local);
   MPI_Comm_free(&local);
   MPI_Bcast(&t.nodes, 1, MPI_INT, 0, MPI_COMM_WORLD);
   const std::string who = "rank " + std::to_string(t.rank) + " on " + t.host + ": ";
@@ -62,23 +70,19 @@ Topology InitTopology(int* argc, char*** argv, int requested_threads) {
                                std::to_string(value) + " but " + var + "=" + std::to_string(env) +
                                " (launch one task per GPU with srun --mpi=pmix or mpirun, not both)");
   }
-  t.device = "cpu";
-  if (TorchCudaAvailable()) {
-    // One GPU per local rank: either every rank sees the node's GPUs and takes the local rank's,
-    // or Slurm bound one GPU to each task (then each sees exactly one).
-    const int gpus = TorchCudaDeviceCount();
-    const int allocated = srun_tasks ? EnvInt("SLURM_GPUS_ON_NODE", -1) : -1;
-    if (gpus == 1 && t.local_world > 1 && allocated >= 0 && allocated < t.local_world)
-      throw std::runtime_error(who + std::to_string(t.local_world) + " tasks on the node but SLURM_GPUS_ON_NODE=" +
-                               std::to_string(allocated) + ": ask for one GPU per task (--gpus-per-node)");
-    if (gpus > 1 && t.local_world > gpus)
-      throw std::runtime_error(who + std::to_string(t.local_world) + " ranks on the node but " +
-                               std::to_string(gpus) + " GPU(s) visible (CUDA_VISIBLE_DEVICES=" +
-                               (std::getenv("CUDA_VISIBLE_DEVICES") ? std::getenv("CUDA_VISIBLE_DEVICES") : "unset") + ")");
-    if (gpus > 1 && allocated > 0 && gpus != allocated)
-      throw std::runtime_error(who + std::to_string(gpus) + " GPU(s) visible but SLURM_GPUS_ON_NODE=" +
-                               std::to_string(allocated));
-    t.device = "cuda:" + std::to_string(gpus == 1 ? 0 : t.local_rank % gpus);
+  DeviceFacts facts;
+  facts.request = device;
+  facts.torch_built_with_cuda = TorchBuiltWithCuda();
+  facts.visible_gpus = device == DeviceRequest::kCpu || !TorchCudaAvailable() ? 0 : TorchCudaDeviceCount();
+  facts.local_rank = t.local_rank;
+  facts.local_world = t.local_world;
+  for (int r = 0; r < t.local_world; ++r) facts.local_visible_devices.emplace_back(&all_cvd[static_cast<size_t>(r) * kCvd]);
+  facts.slurm_gpus_on_node = srun_tasks ? EnvInt("SLURM_GPUS_ON_NODE", -1) : -1;
+  facts.gpu_request = GpuRequestFromEnv();
+  try {
+    t.device = ChooseDevice(facts);
+  } catch (const std::exception& e) {
+    throw std::runtime_error(who + e.what());
   }
   cpu_set_t set;
   int usable = static_cast<int>(std::thread::hardware_concurrency());
@@ -101,8 +105,9 @@ void FinalizeTopology() {
   if (!finalized) MPI_Finalize();
 }
 
-int RunRankJob(int* argc, char*** argv, int requested_threads, const std::function<int(const Topology&)>& body) {
-  const Topology topo = InitTopology(argc, argv, requested_threads);
+int RunRankJob(int* argc, char*** argv, int requested_threads, DeviceRequest device,
+               const std::function<int(const Topology&)>& body) {
+  const Topology topo = InitTopology(argc, argv, requested_threads, device);
   int status = 0;
   try {
     status = body(topo);

@@ -39,26 +39,57 @@ void RequeueIfSlurm(const EvlConfig& config, Communicator& comm, int rank) {
 
 }  // namespace
 
+DeviceRequest DeviceRequestOf(const EvlConfig& config) {
+  switch (config.train().device()) {
+    case TrainConfig::CPU: return DeviceRequest::kCpu;
+    case TrainConfig::CUDA: return DeviceRequest::kCuda;
+    default: return DeviceRequest::kAuto;
+  }
+}
+
+std::string SingleProcessDevice(const EvlConfig& config) {
+  DeviceFacts facts;
+  facts.request = DeviceRequestOf(config);
+  facts.torch_built_with_cuda = TorchBuiltWithCuda();
+  facts.visible_gpus = TorchCudaAvailable() ? TorchCudaDeviceCount() : 0;
+  facts.gpu_request = GpuRequestFromEnv();
+  return ChooseDevice(facts);
+}
+
+namespace {
+
+// Host tensors always travel over MPI; device tensors over NCCL. dist.backend MPI on a GPU is
+// refused rather than staged through the host: it would silently cost a copy per bucket.
+std::unique_ptr<Communicator> MakeJobCommunicator(const EvlConfig& config, const Topology& topo) {
+  const double timeout = config.dist().stall_timeout_s();
+  const bool cuda = topo.device.rfind("cuda", 0) == 0;
+  const auto backend = config.dist().backend();
+  if (!cuda && backend == COMM_NCCL)
+    throw std::invalid_argument("dist.backend NCCL needs a CUDA device, and this rank computes on " + topo.device);
+  if (cuda && backend == COMM_MPI)
+    throw std::invalid_argument("dist.backend MPI cannot carry the CUDA gradients of " + topo.device +
+                                "; use AUTO (NCCL for CUDA tensors, MPI for host tensors)");
+  std::unique_ptr<Communicator> accelerator;
+  if (cuda) accelerator = MakeNcclCommunicator(timeout, std::stoi(topo.device.substr(5)));
+  return MakeRoutingCommunicator(MakeMpiCommunicator(timeout), std::move(accelerator));
+}
+
+}  // namespace
+
 int RunTrain(int* argc, char*** argv, const ConfigFlags& flags, const TrainFlags& train_flags) {
   // First: a stop signal that arrives while the job starts up must not kill it (Slurm may send
   // its warning signal at any time).
   InstallStopSignalHandlers();
   // Config errors surface before MPI starts, on every rank, with the file and field.
   EvlConfig config = LoadEffectiveConfig(flags.config_path, flags.overrides);
-  return RunRankJob(argc, argv, config.train().threads(), [&](const Topology& topo) {
+  return RunRankJob(argc, argv, config.train().threads(), DeviceRequestOf(config), [&](const Topology& topo) {
     LOG_IF(INFO, topo.rank == 0) << "job: " << topo.world << " rank(s), " << topo.local_world << " on this node ("
                                  << topo.host << "), " << topo.threads << " thread(s) per rank";
     const SlurmJobInfo job = SlurmJobFromEnv();
     LOG_IF(INFO, topo.rank == 0 && job.in_job) << "Slurm job " << job.job_id << ", SLURM_RESTART_COUNT "
                                                << job.restart_count << " (max " << config.slurm().max_requeues() << ")";
-    std::unique_ptr<Communicator> comm;
-    const bool cuda = TorchCudaAvailable();
-    const auto backend = config.dist().backend();
-    if (backend == COMM_NCCL || (backend == COMM_AUTO && cuda && NcclBuilt()))
-      comm = MakeNcclCommunicator(config.dist().stall_timeout_s(), topo.local_rank);
-    else
-      comm = MakeMpiCommunicator(config.dist().stall_timeout_s());
-    RankContext ctx{topo.rank, topo.world, topo.local_rank, topo.local_world, topo.threads};
+    const std::unique_ptr<Communicator> comm = MakeJobCommunicator(config, topo);
+    RankContext ctx{topo.rank, topo.world, topo.local_rank, topo.local_world, topo.threads, topo.device};
     const int status = RunTraining(config, *comm, ctx, train_flags);
     if (status == kExitPreempted) RequeueIfSlurm(config, *comm, topo.rank);
     return status;

@@ -149,9 +149,17 @@ void EVLTransformerImpl::reset() {
                                                        torch::nn::Linear(o.backbone.width, o.num_classes)));
 }
 
-void EVLTransformerImpl::to_device(const torch::Device& device) {
-  to(device);
-  backbone_->to(device);
+void EVLTransformerImpl::to(torch::Device device, torch::Dtype dtype, bool non_blocking) {
+  torch::nn::Module::to(device, dtype, non_blocking);
+  backbone_->to(device, dtype, non_blocking);
+}
+void EVLTransformerImpl::to(torch::Dtype dtype, bool non_blocking) {
+  torch::nn::Module::to(dtype, non_blocking);
+  backbone_->to(dtype, non_blocking);
+}
+void EVLTransformerImpl::to(torch::Device device, bool non_blocking) {
+  torch::nn::Module::to(device, non_blocking);
+  backbone_->to(device, non_blocking);
 }
 
 std::vector<BlockFeatures> EVLTransformerImpl::backbone_features(const torch::Tensor& x) {

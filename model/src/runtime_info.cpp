@@ -13,6 +13,14 @@ namespace evl {
 
 std::string TorchVersion() { return TORCH_VERSION; }
 
+bool TorchBuiltWithCuda() {
+#ifdef EVL_TORCH_CUDA
+  return true;
+#else
+  return false;
+#endif
+}
+
 bool TorchCudaAvailable() { return torch::cuda::is_available(); }
 
 int TorchCudaDeviceCount() { return static_cast<int>(torch::cuda::device_count()); }

@@ -1,6 +1,7 @@
 #include "evl/communicator.h"
 
 #include "arrival_board.h"
+#include "collective_queue.h"
 
 #include <glog/logging.h>
 #include <mpi.h>
@@ -26,107 +27,14 @@ std::string Communicator::BroadcastString(const std::string& s, int root, const 
 
 namespace {
 
-// Runs queued jobs in FIFO order on one thread; each job's completion is observable with a
-// bounded wait.
-class Worker {
- public:
-  struct Job {
-    std::function<void()> fn;
-    std::string name;
-    int64_t seq = 0;
-    bool done = false;
-    std::string error;
-    std::mutex mu;
-    std::condition_variable cv;
-  };
-
-  // `on_stall` runs on the waiting thread when a collective times out, before the job is aborted:
-  // it returns what is known about the other ranks.
-  Worker(double timeout_s, int rank, std::function<std::string(int64_t seq)> on_stall)
-      : timeout_s_(timeout_s), rank_(rank), on_stall_(std::move(on_stall)), thread_([this] { Loop(); }) {}
-  ~Worker() {
-    {
-      std::lock_guard<std::mutex> l(mu_);
-      stop_ = true;
-    }
-    cv_.notify_all();
-    thread_.join();
-  }
-
-  int64_t next_seq() {
-    std::lock_guard<std::mutex> l(mu_);
-    return next_seq_;
-  }
-
-  std::shared_ptr<Job> Submit(std::function<void()> fn, const std::string& name) {
-    auto job = std::make_shared<Job>();
-    job->fn = std::move(fn);
-    job->name = name;
-    {
-      std::lock_guard<std::mutex> l(mu_);
-      job->seq = next_seq_++;
-      queue_.push_back(job);
-    }
-    cv_.notify_all();
-    return job;
-  }
-
-  void Wait(const std::shared_ptr<Job>& job) {
-    std::unique_lock<std::mutex> l(job->mu);
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout_s_);
-    if (!job->cv.wait_until(l, deadline, [&] { return job->done; })) {
-      LOG(ERROR) << "rank " << rank_ << ": collective #" << job->seq << " '" << job->name << "' did not complete in "
-                 << timeout_s_ << " s: another rank stalled, died or took a different path; " << on_stall_(job->seq)
-                 << "; aborting the job";
-      google::FlushLogFiles(google::GLOG_INFO);
-      MPI_Abort(MPI_COMM_WORLD, 3);
-    }
-    if (!job->error.empty()) throw std::runtime_error("collective '" + job->name + "': " + job->error);
-  }
-
- private:
-  void Loop() {
-    while (true) {
-      std::shared_ptr<Job> job;
-      {
-        std::unique_lock<std::mutex> l(mu_);
-        cv_.wait(l, [&] { return stop_ || !queue_.empty(); });
-        if (queue_.empty()) return;
-        job = queue_.front();
-        queue_.pop_front();
-      }
-      try {
-        job->fn();
-      } catch (const std::exception& e) {
-        job->error = e.what();
-      }
-      {
-        std::lock_guard<std::mutex> l(job->mu);
-        job->done = true;
-      }
-      job->cv.notify_all();
-    }
-  }
-
-  double timeout_s_;
-  int rank_;
-  std::function<std::string(int64_t)> on_stall_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::deque<std::shared_ptr<Job>> queue_;
-  int64_t next_seq_ = 0;
-  bool stop_ = false;
-  std::thread thread_;
-};
-
 class WorkHandle : public CommWork {
  public:
-  WorkHandle(Worker* w, std::shared_ptr<Worker::Job> j) : worker_(w), job_(std::move(j)) {}
+  WorkHandle(CollectiveQueue* w, std::shared_ptr<CollectiveQueue::Job> j) : worker_(w), job_(std::move(j)) {}
   void Wait() override { worker_->Wait(job_); }
 
  private:
-  Worker* worker_;
-  std::shared_ptr<Worker::Job> job_;
+  CollectiveQueue* worker_;
+  std::shared_ptr<CollectiveQueue::Job> job_;
 };
 
 MPI_Datatype MpiType(const at::Tensor& t) {
@@ -151,7 +59,8 @@ class MpiCommunicator : public Communicator {
   explicit MpiCommunicator(double timeout_s) {
     MPI_Comm_rank(MPI_COMM_WORLD, &rank_);
     MPI_Comm_size(MPI_COMM_WORLD, &world_);
-    worker_ = std::make_unique<Worker>(timeout_s, rank_, [this](int64_t seq) { return board_.StallReport(seq); });
+    worker_ = std::make_unique<CollectiveQueue>(timeout_s, rank_, [this](int64_t seq) { return board_.StallReport(seq); },
+                                       /*drain_s=*/timeout_s);
   }
   ~MpiCommunicator() override { worker_.reset(); }
   int rank() const override { return rank_; }
@@ -167,6 +76,8 @@ class MpiCommunicator : public Communicator {
     return Submit([t, root] { Check(MPI_Bcast(t.data_ptr(), static_cast<int>(t.numel()), MpiType(t), root, MPI_COMM_WORLD), "MPI_Bcast"); }, name);
   }
   std::shared_ptr<CommWork> AllGatherAsync(at::Tensor in, at::Tensor out, const std::string& name) override {
+    TORCH_CHECK(in.is_contiguous() && out.is_contiguous() && in.device().is_cpu() && out.device().is_cpu(),
+                "MPI all-gather '", name, "' needs contiguous CPU tensors");
     TORCH_CHECK(out.numel() == in.numel() * world_, "all-gather '", name, "': output size mismatch");
     return Submit([in, out] {
       Check(MPI_Allgather(in.data_ptr(), static_cast<int>(in.numel()), MpiType(in), out.data_ptr(),
@@ -182,7 +93,7 @@ class MpiCommunicator : public Communicator {
 
   int rank_ = 0, world_ = 1;
   ArrivalBoard board_;
-  std::unique_ptr<Worker> worker_;
+  std::unique_ptr<CollectiveQueue> worker_;
 };
 
 }  // namespace

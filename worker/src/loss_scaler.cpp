@@ -8,17 +8,29 @@ DynamicLossScaler::DynamicLossScaler(double init_scale, double growth_factor, do
                                      int64_t growth_interval)
     : scale_(init_scale), growth_(growth_factor), backoff_(backoff_factor), interval_(growth_interval) {}
 
-bool DynamicLossScaler::UnscaleAndCheck(const std::vector<at::Tensor>& params) const {
+at::Tensor DynamicLossScaler::Unscale(const std::vector<at::Tensor>& params) const {
   torch::NoGradGuard ng;
-  // One flag per gradient, read back once: a read per gradient would wait for the GPU ~100 times a step.
+  std::vector<at::Tensor> grads;
+  for (const auto& p : params)
+    if (p.grad().defined()) grads.push_back(p.grad());
+  if (grads.empty()) return torch::zeros({}, torch::kFloat);
+  const auto opts = grads.front().options().dtype(torch::kFloat);
+  auto found_inf = torch::zeros({1}, opts);
+  if (grads.front().is_cuda()) {
+    at::_amp_foreach_non_finite_check_and_unscale_(grads, found_inf, torch::full({1}, 1.0 / scale_, opts));
+    return found_inf.reshape({});
+  }
+  // The CPU kernel of the fused op arrived after LibTorch 1.13: the same arithmetic, one op at a time.
   std::vector<at::Tensor> finite;
-  for (const auto& p : params) {
-    auto g = p.grad();
-    if (!g.defined()) continue;
+  for (auto& g : grads) {
     g.mul_(1.0 / scale_);
     finite.push_back(torch::isfinite(g).all());
   }
-  return !finite.empty() && !torch::stack(finite).all().item<bool>();
+  return torch::logical_not(torch::stack(finite).all()).to(torch::kFloat);
+}
+
+bool DynamicLossScaler::UnscaleAndCheck(const std::vector<at::Tensor>& params) const {
+  return Unscale(params).item<float>() > 0;
 }
 
 void DynamicLossScaler::Update(bool found_inf) {

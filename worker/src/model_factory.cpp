@@ -10,14 +10,6 @@
 
 namespace evl {
 
-torch::Device SelectDevice(int local_rank) {
-  if (torch::cuda::is_available()) {
-    const int n = static_cast<int>(torch::cuda::device_count());
-    return torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(local_rank % n));
-  }
-  return torch::Device(torch::kCPU);
-}
-
 EVLOptions EvlOptionsFromConfig(const EvlConfig& config, const torch::Device& device) {
   const auto& m = config.model();
   const auto& bb = m.backbone();
@@ -61,7 +53,7 @@ EVLTransformer BuildModel(const EvlConfig& config, const torch::Device& device) 
   if (!config.model().backbone().weights().empty()) {
     LoadClipVisual(*model->backbone(), config.model().backbone().weights());
   }
-  model->to_device(device);
+  model->to(device);
   return model;
 }
 

@@ -1,6 +1,9 @@
 // NCCL backend: one communicator per job, unique id from rank 0 over MPI, collectives on a
 // dedicated CUDA stream, asynchronous errors polled while waiting (ncclCommGetAsyncError) and the
-// communicator aborted on failure.
+// communicator aborted on failure. Stream handling follows c10d's ProcessGroupNCCL: the NCCL stream
+// waits for an event recorded on the caller's current stream (no host synchronisation inside the
+// autograd hooks), the tensor's memory is recorded as used on the NCCL stream so that the caching
+// allocator does not hand it out again early, and an aborted communicator is never destroyed.
 #include "evl/communicator.h"
 
 #include "arrival_board.h"
@@ -12,8 +15,13 @@
 #include <thread>
 
 #ifdef EVL_HAVE_NCCL
+#include <c10/cuda/CUDACachingAllocator.h>
+#include <c10/cuda/CUDAStream.h>
 #include <cuda_runtime_api.h>
 #include <nccl.h>
+
+#include <atomic>
+#include <mutex>
 #endif
 
 namespace evl {
@@ -38,9 +46,13 @@ namespace {
 
 class NcclWork : public CommWork {
  public:
-  NcclWork(cudaEvent_t ev, ncclComm_t comm, double timeout_s, std::string name, ArrivalBoard* board, int64_t seq)
-      : ev_(ev), comm_(comm), timeout_s_(timeout_s), name_(std::move(name)), board_(board), seq_(seq) {}
+  NcclWork(cudaEvent_t ev, ncclComm_t comm, std::shared_ptr<std::atomic<bool>> aborted, double timeout_s,
+           std::string name, ArrivalBoard* board, int64_t seq)
+      : ev_(ev), comm_(comm), aborted_(std::move(aborted)), timeout_s_(timeout_s), name_(std::move(name)),
+        board_(board), seq_(seq) {}
   ~NcclWork() override { cudaEventDestroy(ev_); }
+  // Blocks the host until the collective is done (the reducer reads the result next), polling
+  // NCCL's asynchronous errors and the stall deadline meanwhile.
   void Wait() override {
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout_s_);
     while (true) {
@@ -50,11 +62,11 @@ class NcclWork : public CommWork {
       ncclResult_t async = ncclSuccess;
       ncclCommGetAsyncError(comm_, &async);
       if (async != ncclSuccess) {
-        ncclCommAbort(comm_);
+        Abort();
         throw std::runtime_error("NCCL '" + name_ + "' failed: " + ncclGetErrorString(async));
       }
       if (std::chrono::steady_clock::now() > deadline) {
-        ncclCommAbort(comm_);
+        Abort();
         int rank = 0;
         MPI_Comm_rank(MPI_COMM_WORLD, &rank);
         fprintf(stderr, "rank %d: NCCL collective #%ld '%s' did not complete in %.0f s; %s; aborting the job\n", rank,
@@ -66,8 +78,12 @@ class NcclWork : public CommWork {
   }
 
  private:
+  void Abort() {
+    if (!aborted_->exchange(true)) ncclCommAbort(comm_);
+  }
   cudaEvent_t ev_;
   ncclComm_t comm_;
+  std::shared_ptr<std::atomic<bool>> aborted_;
   double timeout_s_;
   std::string name_;
   ArrivalBoard* board_;
@@ -96,7 +112,7 @@ ncclDataType_t NcclType(const at::Tensor& t) {
 
 class NcclCommunicator : public Communicator {
  public:
-  NcclCommunicator(double timeout_s, int device) : timeout_s_(timeout_s) {
+  NcclCommunicator(double timeout_s, int device) : timeout_s_(timeout_s), device_(device) {
     int count = 0;
     cudaError_t e = cudaGetDeviceCount(&count);
     if (e != cudaSuccess || count == 0)
@@ -113,9 +129,12 @@ class NcclCommunicator : public Communicator {
     MPI_Bcast(&id, sizeof id, MPI_BYTE, 0, MPI_COMM_WORLD);
     CheckNccl(ncclCommInitRank(&comm_, world_, id, rank_), "ncclCommInitRank");
     CheckCuda(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "cudaStreamCreate");
+    CheckCuda(cudaEventCreateWithFlags(&ready_, cudaEventDisableTiming), "cudaEventCreate");
   }
   ~NcclCommunicator() override {
-    if (comm_) ncclCommDestroy(comm_);
+    // After ncclCommAbort the communicator's resources are gone; destroying it again is undefined.
+    if (comm_ && !aborted_->load()) ncclCommDestroy(comm_);
+    if (ready_) cudaEventDestroy(ready_);
     if (stream_) cudaStreamDestroy(stream_);
   }
   int rank() const override { return rank_; }
@@ -123,42 +142,61 @@ class NcclCommunicator : public Communicator {
   std::string backend() const override { return "nccl"; }
 
   std::shared_ptr<CommWork> AllReduceAsync(at::Tensor t, ReduceOp op, const std::string& name) override {
+    std::lock_guard<std::mutex> lock(mu_);  // one collective issued at a time, numbered in order
     Prepare(t, name);
     ncclRedOp_t nop = op == ReduceOp::kSum ? ncclSum : op == ReduceOp::kMax ? ncclMax : ncclMin;
     CheckNccl(ncclAllReduce(t.data_ptr(), t.data_ptr(), t.numel(), NcclType(t), nop, comm_, stream_), name);
-    return Record(name);
+    return Record(name, {t});
   }
   std::shared_ptr<CommWork> BroadcastAsync(at::Tensor t, int root, const std::string& name) override {
+    std::lock_guard<std::mutex> lock(mu_);  // one collective issued at a time, numbered in order
     Prepare(t, name);
     CheckNccl(ncclBroadcast(t.data_ptr(), t.data_ptr(), t.numel(), NcclType(t), root, comm_, stream_), name);
-    return Record(name);
+    return Record(name, {t});
   }
   std::shared_ptr<CommWork> AllGatherAsync(at::Tensor in, at::Tensor out, const std::string& name) override {
+    std::lock_guard<std::mutex> lock(mu_);  // one collective issued at a time, numbered in order
     Prepare(in, name);
+    if (!out.is_cuda() || !out.is_contiguous() || out.numel() != in.numel() * world_)
+      throw std::runtime_error("NCCL all-gather '" + name + "': output must be a contiguous CUDA tensor of world x input");
     CheckNccl(ncclAllGather(in.data_ptr(), out.data_ptr(), in.numel(), NcclType(in), comm_, stream_), name);
-    return Record(name);
+    return Record(name, {in, out});
   }
 
  private:
+  // Orders the collective after the work that produced `t` on the caller's current stream.
   void Prepare(const at::Tensor& t, const std::string& name) {
     if (!t.is_cuda() || !t.is_contiguous())
       throw std::runtime_error("NCCL '" + name + "' needs a contiguous CUDA tensor");
+    if (t.get_device() != device_)
+      throw std::runtime_error("NCCL '" + name + "': tensor on cuda:" + std::to_string(t.get_device()) +
+                               ", communicator on cuda:" + std::to_string(device_));
+    if (aborted_->load()) throw std::runtime_error("NCCL '" + name + "': the communicator was aborted");
     board_.Arrive(seq_, name);
-    // The tensor was produced on LibTorch's stream; without its stream handle here, wait for the
-    // device (correct, if coarser than an event dependency).
-    CheckCuda(cudaDeviceSynchronize(), "cudaDeviceSynchronize");
+    CheckCuda(cudaSetDevice(device_), "cudaSetDevice");  // autograd hooks run on a thread of their own
+    const cudaStream_t current = c10::cuda::getCurrentCUDAStream(device_).stream();
+    CheckCuda(cudaEventRecord(ready_, current), "cudaEventRecord");
+    CheckCuda(cudaStreamWaitEvent(stream_, ready_, 0), "cudaStreamWaitEvent");
   }
-  std::shared_ptr<CommWork> Record(const std::string& name) {
+  // Marks `t` as used on the NCCL stream and returns the work's completion event.
+  std::shared_ptr<CommWork> Record(const std::string& name, std::initializer_list<at::Tensor> used) {
+    for (const auto& t : used)
+      c10::cuda::CUDACachingAllocator::recordStream(t.storage().data_ptr(),
+                                                    c10::cuda::getStreamFromExternal(stream_, device_));
     cudaEvent_t ev;
     CheckCuda(cudaEventCreateWithFlags(&ev, cudaEventDisableTiming), "cudaEventCreate");
     CheckCuda(cudaEventRecord(ev, stream_), "cudaEventRecord");
-    return std::make_shared<NcclWork>(ev, comm_, timeout_s_, name, &board_, seq_++);
+    return std::make_shared<NcclWork>(ev, comm_, aborted_, timeout_s_, name, &board_, seq_++);
   }
 
   double timeout_s_;
+  int device_;
   int rank_ = 0, world_ = 1;
   ncclComm_t comm_ = nullptr;
   cudaStream_t stream_ = nullptr;
+  cudaEvent_t ready_ = nullptr;  // re-recorded per collective; the stream wait captures it at once
+  std::shared_ptr<std::atomic<bool>> aborted_ = std::make_shared<std::atomic<bool>>(false);
+  std::mutex mu_;
   ArrivalBoard board_;  // numbers the collectives alike on every rank (Prepare, then Record)
   int64_t seq_ = 0;
 };

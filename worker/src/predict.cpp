@@ -70,7 +70,7 @@ void RunPredict(const EvlConfig& config, const PredictRequest& request, std::ost
       << "] or [V,3," << m.num_frames() << "," << S << "," << S << "]";
     throw std::runtime_error(s.str());
   }
-  const torch::Device device = SelectDevice();
+  const torch::Device device(request.device);
   EVLTransformer model = BuildModel(config, device);
   if (!request.checkpoint.empty()) {
     LoadTrainedWeights(*model, request.checkpoint);

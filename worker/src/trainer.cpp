@@ -105,7 +105,20 @@ std::atomic<int> g_stop_signal{0};
 
 void OnStopSignal(int sig) { g_stop_signal.store(sig); }
 
-std::string OptimKey(const torch::Tensor& p) { return c10::guts::to_string(p.unsafeGetTensorImpl()); }
+// The optimizer's per-parameter state key: the TensorImpl address, as a string in LibTorch 1.x
+// (what c10::guts::to_string printed) and as the pointer itself in later versions.
+template <typename Key>
+Key OptimKeyAs(const torch::Tensor& p) {
+  if constexpr (std::is_same_v<Key, std::string>) {
+    std::ostringstream s;
+    s << p.unsafeGetTensorImpl();
+    return s.str();
+  } else {
+    return p.unsafeGetTensorImpl();
+  }
+}
+using OptimStateKey = std::decay_t<decltype(std::declval<torch::optim::AdamW&>().state())>::key_type;
+OptimStateKey OptimKey(const torch::Tensor& p) { return OptimKeyAs<OptimStateKey>(p); }
 
 CheckpointState Snapshot(EVLTransformer& model, torch::optim::AdamW& opt, const DynamicLossScaler* scaler,
                          const EvlConfig& config, int64_t next_step, int world, double lr) {
@@ -246,7 +259,7 @@ int RunTraining(const EvlConfig& input_config, Communicator& comm, const RankCon
     throw std::invalid_argument("train.batch_size " + std::to_string(t.batch_size()) + " must divide by world (" +
                                 std::to_string(comm.world()) + ") x train.batch_split (" +
                                 std::to_string(t.batch_split()) + ")");
-  const torch::Device device = SelectDevice(ctx.local_rank);
+  const torch::Device device(ctx.device);
   // Decoder compute precision under autocast: FP16 with a dynamic loss scaler (CUDA; the official
   // default), BF16 (no scaler needed), or FP32. Checked before anything is written or built.
   Precision precision = t.precision();
@@ -330,7 +343,8 @@ int RunTraining(const EvlConfig& input_config, Communicator& comm, const RankCon
   const int rank = comm.rank(), world = comm.world();
   Loader loader(dataset, [&sampler, rank, world](int64_t step) { return sampler.RankIndices(step, rank, world); },
                 start_step,
-                t.num_steps(), config.data().num_workers(), config.data().prefetch_batches());
+                t.num_steps(), config.data().num_workers(), config.data().prefetch_batches(),
+                /*pin_memory=*/device.is_cuda());
 
   std::unique_ptr<TensorBoardWriter> tb;
   std::ofstream metrics;
@@ -379,11 +393,11 @@ int RunTraining(const EvlConfig& input_config, Communicator& comm, const RankCon
     // Dropout masks from a generator seeded by (seed, step, rank): reproducible, and resumable.
     torch::manual_seed(static_cast<uint64_t>(t.seed()) * 1000003ULL + static_cast<uint64_t>(step) * 131ULL +
                        static_cast<uint64_t>(rank) + 1);
-    double loss_sum = 0;
-    int64_t c1 = 0, c5 = 0;
+    // Loss and top-k counts stay on the device until the step's one read-back below.
+    auto totals = torch::zeros({3}, torch::TensorOptions().dtype(torch::kDouble).device(device));
     for (int j = 0; j < t.batch_split(); ++j) {
       auto x = batch.clips.narrow(0, j * micro, micro).to(device, /*non_blocking=*/true);
-      auto y = batch.labels.narrow(0, j * micro, micro).to(device);
+      auto y = batch.labels.narrow(0, j * micro, micro).to(device, /*non_blocking=*/true);
       if (j == t.batch_split() - 1) reducer.Prepare();
       torch::Tensor logits;
       {
@@ -397,14 +411,16 @@ int RunTraining(const EvlConfig& input_config, Communicator& comm, const RankCon
                       logits, y, torch::nn::functional::CrossEntropyFuncOptions().label_smoothing(t.label_smoothing())) /
                   t.batch_split();
       (scaler ? loss * scaler->scale() : loss).backward();
-      loss_sum += loss.item<double>();
       auto top = std::get<1>(logits.detach().topk(std::min<int64_t>(5, logits.size(1)), 1));
-      c1 += top.select(1, 0).eq(y).sum().item<int64_t>();
-      c5 += top.eq(y.unsqueeze(1)).any(1).sum().item<int64_t>();
+      totals += torch::stack({loss.detach().to(torch::kDouble), top.select(1, 0).eq(y).sum().to(torch::kDouble),
+                              top.eq(y.unsqueeze(1)).any(1).sum().to(torch::kDouble)});
     }
     window_comm += reducer.Finish();
     // The gradients are the same on every rank after the all-reduce, so every rank skips alike.
-    const bool overflow = scaler && scaler->UnscaleAndCheck(params);
+    const auto found_inf = scaler ? scaler->Unscale(params).to(torch::kDouble) : torch::zeros_like(totals[0]);
+    // The step's one host synchronisation: loss, top-1/5 counts and the overflow flag together.
+    const auto host = torch::cat({totals, found_inf.reshape({1})}).to(torch::kCPU);
+    const bool overflow = host[3].item<double>() > 0;
     if (!overflow) {
       if (t.grad_clip() > 0) torch::nn::utils::clip_grad_norm_(params, t.grad_clip());
       optimizer.step();
@@ -414,9 +430,9 @@ int RunTraining(const EvlConfig& input_config, Communicator& comm, const RankCon
     }
     if (scaler) scaler->Update(overflow);
 
-    auto stats = torch::tensor({loss_sum, static_cast<double>(c1), static_cast<double>(c5), static_cast<double>(local_batch),
-                                static_cast<double>(g_stop_signal.load() != 0)},
-                               torch::kDouble);
+    auto stats = torch::cat({host.narrow(0, 0, 3),
+                             torch::tensor({static_cast<double>(local_batch), static_cast<double>(g_stop_signal.load() != 0)},
+                                           torch::kDouble)});
     // Counted as communication wait too: it is a second synchronisation point every step.
     const auto metrics_t0 = Clock::now();
     comm.AllReduce(stats, ReduceOp::kSum, "step metrics");

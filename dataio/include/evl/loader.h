@@ -44,8 +44,10 @@ class Loader {
  public:
   using SampleFn = std::function<std::vector<int64_t>(int64_t step)>;
 
+  // `pin_memory`: the decode threads write each batch straight into page-locked host memory, so
+  // the training thread's copy to a GPU can be asynchronous (REQUIRES a LibTorch with CUDA).
   Loader(std::shared_ptr<const VideoClipDataset> dataset, SampleFn samples_for_step, int64_t first_step,
-         int64_t end_step, int num_workers, int prefetch_batches);
+         int64_t end_step, int num_workers, int prefetch_batches, bool pin_memory = false);
   ~Loader();
   Loader(const Loader&) = delete;
   Loader& operator=(const Loader&) = delete;
@@ -57,7 +59,7 @@ class Loader {
  private:
   struct Pending {
     std::vector<int64_t> indices;
-    std::vector<at::Tensor> clips;
+    at::Tensor clips;  // [B, ...], allocated by the first decode thread that finishes a clip
     std::vector<int64_t> used;
     int remaining = 0;
   };
@@ -68,6 +70,7 @@ class Loader {
   SampleFn samples_for_step_;
   const int64_t end_step_;
   const int prefetch_;
+  const bool pin_memory_;
   mutable std::mutex mu_;
   std::condition_variable work_cv_, ready_cv_;
   std::map<int64_t, Pending> pending_;

@@ -6,6 +6,8 @@
 #include <functional>
 #include <string>
 
+#include "evl/device_choice.h"
+
 namespace evl {
 
 struct Topology {
@@ -14,19 +16,20 @@ struct Topology {
   int node = 0, nodes = 1;  // this rank's node index, number of nodes
   int threads = 1;
   std::string host;
-  std::string device;  // "cpu" or "cuda:K"
+  std::string device;  // "cpu" or "cuda:K": the one place the device is decided
 };
 
-// Initialises MPI (MPI_THREAD_MULTIPLE) and fills the topology. `requested_threads` > 0 overrides
-// the automatic choice. Throws std::runtime_error on an inconsistent environment (local rank
-// disagreeing with OMPI_COMM_WORLD_LOCAL_RANK/SLURM_LOCALID, node index with SLURM_NODEID,
-// more local ranks than GPUs, visible GPUs disagreeing with SLURM_GPUS_ON_NODE).
-Topology InitTopology(int* argc, char*** argv, int requested_threads);
+// Initialises MPI (MPI_THREAD_MULTIPLE) and fills the topology, the device by ChooseDevice
+// (evl/device_choice.h). `requested_threads` > 0 overrides the automatic choice. Throws
+// std::runtime_error on an inconsistent environment (local rank disagreeing with
+// OMPI_COMM_WORLD_LOCAL_RANK/SLURM_LOCALID, node index with SLURM_NODEID) or a refused device.
+Topology InitTopology(int* argc, char*** argv, int requested_threads, DeviceRequest device);
 void FinalizeTopology();
 
 // One rank's job: InitTopology, `body`, FinalizeTopology. An exception from `body` is logged and
 // takes the whole job down with MPI_Abort (other ranks may be waiting in a collective). Returns
 // body's status.
-int RunRankJob(int* argc, char*** argv, int requested_threads, const std::function<int(const Topology&)>& body);
+int RunRankJob(int* argc, char*** argv, int requested_threads, DeviceRequest device,
+               const std::function<int(const Topology&)>& body);
 
 }  // namespace evl

@@ -232,8 +232,11 @@ class EVLTransformerImpl : public torch::nn::Cloneable<EVLTransformerImpl> {
   // Not registered: frozen, not trainable, not in parameters() or state dicts.
   VisionTransformer2D& backbone() { return backbone_; }
   const EVLOptions& options() const { return options_; }
-  // Moves the (unregistered) backbone along with the module.
-  void to_device(const torch::Device& device);
+  // Module::to moves registered children only; these overrides move the unregistered frozen
+  // backbone too, so model->to(...) means the whole network, as module.to does in PyTorch.
+  void to(torch::Device device, torch::Dtype dtype, bool non_blocking = false) override;
+  void to(torch::Dtype dtype, bool non_blocking = false) override;
+  void to(torch::Device device, bool non_blocking = false) override;
 
   EVLDecoder decoder{nullptr};
   torch::nn::Sequential proj{nullptr};

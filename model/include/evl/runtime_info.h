@@ -7,6 +7,8 @@
 namespace evl {
 
 std::string TorchVersion();
+// Whether this LibTorch has CUDA compiled in (it may still see no device).
+bool TorchBuiltWithCuda();
 bool TorchCudaAvailable();
 int TorchCudaDeviceCount();
 int TorchNumThreads();

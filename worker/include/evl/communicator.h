@@ -1,5 +1,7 @@
 // Collectives between the ranks of a job, behind one interface with two backends: MPI for CPU
-// tensors and NCCL for CUDA tensors (built when NCCL is found).
+// tensors and NCCL for CUDA tensors (built when NCCL and a CUDA LibTorch are found). Callers never
+// choose a backend: the job's communicator routes each collective by its tensor's device
+// (MakeRoutingCommunicator), as torch.distributed does with "cpu:gloo,cuda:nccl".
 //
 // Every collective has a name and goes through one FIFO queue served by a communication thread, so
 // collectives run in the same order on every rank whichever thread asked, and the training thread
@@ -49,9 +51,18 @@ class Communicator {
 // SERIALIZED: only the communication thread calls MPI after construction).
 std::unique_ptr<Communicator> MakeMpiCommunicator(double stall_timeout_s);
 
-// NCCL backend; the unique id travels over MPI from rank 0. Throws std::runtime_error when NCCL
-// was not built or CUDA is unavailable, naming which.
+// NCCL backend; the unique id travels over MPI from rank 0. Collectives run on a stream of their
+// own that waits (by event, not by host sync) for the caller's current stream. Throws
+// std::runtime_error when NCCL was not built or CUDA is unavailable, naming which.
+// REQUIRES: device_index is the topology's choice for this rank (evl/topology.h).
 std::unique_ptr<Communicator> MakeNcclCommunicator(double stall_timeout_s, int device_index);
+
+// The job's communicator: CPU tensors go to `cpu`, every other device's to `accelerator`.
+// `accelerator` may be null (a CPU job); a non-CPU tensor then throws naming the collective.
+// rank()/world() are `cpu`'s; both backends must span the same ranks. backend() names both, e.g.
+// "mpi+nccl". Collectives of one backend keep their order; the two backends are independent.
+std::unique_ptr<Communicator> MakeRoutingCommunicator(std::unique_ptr<Communicator> cpu,
+                                                      std::unique_ptr<Communicator> accelerator);
 
 // Whether this build has the NCCL backend.
 bool NcclBuilt();

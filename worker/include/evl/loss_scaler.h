@@ -18,7 +18,11 @@ class DynamicLossScaler {
                              int64_t growth_interval = 2000);
   double scale() const { return scale_; }
   int64_t good_steps() const { return good_steps_; }
-  // Divides every defined gradient by the scale; returns true if any is inf or NaN.
+  // Divides every defined gradient by the scale and returns a 0-dim float tensor on the
+  // gradients' device, 1 if any is inf or NaN, without waiting for the device (ATen's fused
+  // _amp_foreach_non_finite_check_and_unscale_ on CUDA, as GradScaler does).
+  at::Tensor Unscale(const std::vector<at::Tensor>& params) const;
+  // Unscale, then reads the flag back: true if any gradient is inf or NaN.
   bool UnscaleAndCheck(const std::vector<at::Tensor>& params) const;
   // After a step: back off on overflow, else count a good step and grow every growth_interval.
   void Update(bool found_inf);

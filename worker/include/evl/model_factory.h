@@ -9,9 +9,6 @@
 
 namespace evl {
 
-// The device this rank computes on: CUDA device `local_rank % count` when CUDA is available.
-torch::Device SelectDevice(int local_rank = 0);
-
 // Maps config.model to EVLOptions; resolves precision AUTO (FP16 on CUDA, FP32 on CPU).
 // Throws std::invalid_argument naming the field for FP16 on a CPU.
 EVLOptions EvlOptionsFromConfig(const EvlConfig& config, const torch::Device& device);

@@ -14,6 +14,7 @@ struct PredictRequest {
   std::string checkpoint;  // official .pth or evl checkpoint; empty: freshly initialised decoder
   std::string input;       // a video file, or .npy [3,T,H,W] / [V,3,T,H,W], float32, normalized
   std::string logits_out;  // .npy [V, num_classes]; empty: not written
+  std::string device = "cpu";  // "cpu" or "cuda:K", as evl/device_choice.h decides
 };
 
 // Prints the top-5 table to `out`. Throws on bad input, naming the file.

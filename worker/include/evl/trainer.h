@@ -14,6 +14,7 @@ struct RankContext {
   int rank = 0, world = 1;
   int local_rank = 0, local_world = 1;
   int threads = 1;
+  std::string device = "cpu";  // "cpu" or "cuda:K": the topology's choice (evl/device_choice.h)
 };
 
 
