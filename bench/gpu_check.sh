@@ -10,7 +10,7 @@
 #   5. the ViT-B/16 8-frame training step (batch 32) beside the official model.py recipe on the
 #      same GPU, the backbone against its FLOP floor, and the GPU memory peak per clip.
 #
-#   bench/gpu_check.sh     (writes gpu_check.txt, build.log, nvidia-smi.txt under $OUT)
+#   bench/gpu_check.sh [--skip-bench]    (writes gpu_check.txt, build.log, nvidia-smi.txt under $OUT)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${OUT:-/tmp/evl-gpu-check}
@@ -31,7 +31,7 @@ echo "LibTorch $prefix; NCCL $nccl"
 step "configure and build"
 cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$prefix" -DEVL_BUILD_TESTS=OFF \
   -DNCCL_INCLUDE_DIR="$nccl/include" -DNCCL_LIBRARY="$(ls "$nccl"/lib/libnccl.so* | head -1)" \
-  -DCUDAToolkit_ROOT=/usr/local/cuda > "$out/build.log" 2>&1 || { tail -60 "$out/build.log"; exit 1; }
+  -DCUDAToolkit_ROOT=/usr/local/cuda -DProtobuf_INCLUDE_DIR=/opt/evl-protobuf/include > "$out/build.log" 2>&1 || { tail -60 "$out/build.log"; exit 1; }
 grep -E "NCCL|Torch|MPI" "$out/build.log" | head
 cmake --build build-gpu -j "$(nproc)" -- -k 0 >> "$out/build.log" 2>&1 ||
   { echo "BUILD FAILED (continuing with what built):"; grep -B2 -A12 "error" "$out/build.log" | head -150; }
@@ -66,6 +66,7 @@ PY
   video=$(head -1 $run/synth/val.txt | awk '{print $1}')
   $evl predict "${common[@]}" --input "$run/synth/$video"
 fi
+[ "${1:-}" = "--skip-bench" ] && { step "done (model bench skipped)"; exit 0; }
 step "ViT-B/16 8-frame step, batch 32, beside the official model.py"
 bench=build-gpu/bench/evl_model_bench
 [ -x $bench ] && $bench --device cuda --preset B16 --frames 8 --batch 32 --iters 10 --threads 8 \

@@ -24,6 +24,10 @@ mkdir -p /opt/evl-ffmpeg
 tar -C /opt/evl-ffmpeg -xzf "$bundle/ffmpeg.tar.gz"
 sed -i -e 's|^prefix=.*|prefix=/opt/evl-ffmpeg|' -e 's|^libdir=.*|libdir=${prefix}/lib|' \
   -e 's|^includedir=.*|includedir=${prefix}/include|' /opt/evl-ffmpeg/lib/pkgconfig/*.pc  # built under another prefix
+# protobuf's headers also under a prefix of their own: a CMake -I there outranks the older copy
+# that PyTorch's wheel keeps in torch/include (cmake -DProtobuf_INCLUDE_DIR=/opt/evl-protobuf/include).
+mkdir -p /opt/evl-protobuf/include
+cp -a /usr/include/google /opt/evl-protobuf/include/
 ldconfig 2>/dev/null || true
 echo "export PKG_CONFIG_PATH=/opt/evl-ffmpeg/lib/pkgconfig\${PKG_CONFIG_PATH:+:\$PKG_CONFIG_PATH}"
 echo "export LD_LIBRARY_PATH=/opt/evl-ffmpeg/lib:/usr/lib/x86_64-linux-gnu\${LD_LIBRARY_PATH:+:\$LD_LIBRARY_PATH}"
