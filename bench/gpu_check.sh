@@ -64,7 +64,8 @@ PY
   $evl eval "${common[@]}" --out /tmp/evl-gpu-eval
   step "evl predict on CUDA"
   video=$(head -1 $run/synth/val.txt | awk '{print $1}')
-  $evl predict "${common[@]}" --input "$run/synth/$video"
+  $evl predict "${common[@]}" --checkpoint $run/checkpoints/best.evlckpt --input "$run/synth/$video"
+  echo "(true class: $(head -1 $run/synth/val.txt | awk '{print $2}'))"
 fi
 [ "${1:-}" = "--skip-bench" ] && { step "done (model bench skipped)"; exit 0; }
 step "ViT-B/16 8-frame step, batch 32, beside the official model.py"
