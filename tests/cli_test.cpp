@@ -90,6 +90,23 @@ TEST(Cli, SubmitRefusesALayoutThatSplitsTheBatchUnevenly) {
   EXPECT_NE(s.output.find("--time '1 day' contains spaces"), std::string::npos) << s.output;
 }
 
+TEST(Cli, GpuRequestsOnACpuOnlyBuildAreRefusedBeforeAnythingRuns) {
+  const std::string info = RunCommand(kEvl + " info").output;
+  if (info.find("CUDA       not built") == std::string::npos) GTEST_SKIP() << "this evl has CUDA";
+  auto s = RunCommand(kEvl + " submit --nodes 1 --gpus-per-node 2 --dry-run --set train.run_dir=scratch/submit_gpu");
+  EXPECT_EQ(s.status, 2) << s.output;
+  EXPECT_NE(s.output.find("--gpus-per-node 2: this evl was built against a LibTorch without CUDA"), std::string::npos)
+      << s.output;
+  // Slurm's GPU variables mean GPUs were allocated: training on the CPU instead is refused.
+  auto t = RunCommand("SLURM_GPUS_ON_NODE=4 " + kEvl + " train --set train.run_dir=scratch/train_gpu_requested");
+  EXPECT_NE(t.status, 0) << t.output;
+  EXPECT_NE(t.output.find("GPUs were requested (SLURM_GPUS_ON_NODE=4), but this evl's LibTorch was built without CUDA"),
+            std::string::npos) << t.output;
+  auto c = RunCommand(kEvl + " train --set train.device=CUDA --set train.run_dir=scratch/train_gpu_requested");
+  EXPECT_NE(c.status, 0) << c.output;
+  EXPECT_NE(c.output.find("train.device CUDA, but"), std::string::npos) << c.output;
+}
+
 TEST(DataPrepare, ShardsOverRanksSkipsBadInputIsRestartableAndKeepsOriginals) {
   const std::string dir = ScratchDir("data_prepare"), src = dir + "/src", dst = dir + "/dst";
   auto w = RunCommand(kEvl + " data synth --out " + src + " --videos 6 --frames 40 --size 64x48");

@@ -36,10 +36,8 @@ std::string ChooseDevice(const DeviceFacts& f) {
 }
 
 std::string GpuRequestFromEnv() {
-  for (const char* var : {"SLURM_GPUS_ON_NODE", "EVL_GPUS_PER_NODE"}) {
-    const char* v = std::getenv(var);
-    if (v && std::atoi(v) > 0) return std::string(var) + "=" + v;
-  }
+  if (const char* v = std::getenv("SLURM_GPUS_ON_NODE"); v && std::atoi(v) > 0)
+    return std::string("SLURM_GPUS_ON_NODE=") + v;
   for (const char* var : {"SLURM_JOB_GPUS", "SLURM_STEP_GPUS"}) {
     const char* v = std::getenv(var);
     if (v && *v) return std::string(var) + "=" + v;

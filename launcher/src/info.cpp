@@ -21,8 +21,10 @@ int RunInfo(bool with_model, const ConfigFlags& flags) {
   if (auto nl = mpi.find_first_of("\r\n,"); nl != std::string::npos) mpi.resize(nl);
 
   std::cout << "evl        " << EVL_VERSION << "\n"
-            << "LibTorch   " << TorchVersion() << " (CUDA " << (TorchCudaAvailable() ? "available" : "not available")
-            << ")\n"
+            << "commit     " << EVL_GIT_COMMIT << "\n"
+            << "LibTorch   " << TorchVersion() << " (CUDA " << (TorchBuiltWithCuda() ? "built" : "not built") << ", "
+            << (TorchCudaAvailable() ? "available" : "not available") << ")\n"
+            << "CUDA       " << CudaDescription() << "\n"
             << "threads    " << TorchNumThreads() << " torch, " << std::thread::hardware_concurrency()
             << " cores visible\n"
             << "BLAS       " << LoadedBlasLibrary() << "\n"

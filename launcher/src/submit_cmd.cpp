@@ -12,6 +12,8 @@
 #include <stdexcept>
 
 #include "commands.h"
+#include "evl/runtime_info.h"
+#include "evl/nccl_info.h"
 #include "config.h"
 #include "evl/checkpoint.h"
 #include "evl/slurm.h"
@@ -161,6 +163,12 @@ int RunSubmit(const ConfigFlags& flags, const SubmitOptions& o, const std::strin
   if (o.nodes < 1) throw std::invalid_argument("--nodes must be at least 1");
   if (o.gpus_per_node < 0 || o.tasks_per_node < 0) throw std::invalid_argument("--gpus-per-node/--tasks-per-node must be >= 0");
   if (o.eval && o.then_eval) throw std::invalid_argument("evl submit: --eval and --then-eval exclude each other");
+  // Refused here, not after the job has waited in the queue: every rank would refuse the GPUs.
+  if (o.gpus_per_node > 0 && (!TorchBuiltWithCuda() || !NcclBuilt()))
+    throw std::invalid_argument("evl submit --gpus-per-node " + std::to_string(o.gpus_per_node) + ": this evl was built " +
+                                (!TorchBuiltWithCuda() ? "against a LibTorch without CUDA" : "without NCCL") +
+                                " (see `evl info`); build it against a CUDA LibTorch (docs/building.md) or submit a "
+                                "CPU job (--gpus-per-node 0)");
   auto* slurm = config.mutable_slurm();
   if (!o.time.empty()) slurm->set_time(o.time);
   if (!o.partition.empty()) slurm->set_partition(o.partition);

@@ -5,6 +5,7 @@
 // autograd hooks), the tensor's memory is recorded as used on the NCCL stream so that the caching
 // allocator does not hand it out again early, and an aborted communicator is never destroyed.
 #include "evl/communicator.h"
+#include "evl/nccl_info.h"
 
 #include "arrival_board.h"
 

@@ -3,7 +3,7 @@
 //
 // - CPU requested: "cpu".
 // - No usable CUDA: "cpu" under AUTO, unless the job asked for GPUs (Slurm's GPU variables,
-//   `evl submit --gpus-per-node`, or a CUDA_VISIBLE_DEVICES naming devices): then, like under CUDA,
+//   or a CUDA_VISIBLE_DEVICES naming devices): then, like under CUDA,
 //   a refusal that says why (LibTorch built without CUDA, or no device visible).
 // - Each local rank sees its own GPUs (every rank's CUDA_VISIBLE_DEVICES set and all different,
 //   as Slurm's per-task binding does): "cuda:0".
@@ -36,8 +36,8 @@ inline constexpr const char* kUnset = "<unset>";
 std::string ChooseDevice(const DeviceFacts& facts);
 
 // The reason, if any, that this process's environment says GPUs were requested: Slurm's
-// SLURM_GPUS_ON_NODE/SLURM_JOB_GPUS/SLURM_STEP_GPUS, EVL_GPUS_PER_NODE (set by `evl submit`), or a
-// CUDA_VISIBLE_DEVICES naming devices. "" when none does.
+// SLURM_GPUS_ON_NODE/SLURM_JOB_GPUS/SLURM_STEP_GPUS (what `evl submit --gpus-per-node` leads to),
+// or a CUDA_VISIBLE_DEVICES naming devices. "" when none does.
 std::string GpuRequestFromEnv();
 
 }  // namespace evl

@@ -64,7 +64,4 @@ std::unique_ptr<Communicator> MakeNcclCommunicator(double stall_timeout_s, int d
 std::unique_ptr<Communicator> MakeRoutingCommunicator(std::unique_ptr<Communicator> cpu,
                                                       std::unique_ptr<Communicator> accelerator);
 
-// Whether this build has the NCCL backend.
-bool NcclBuilt();
-
 }  // namespace evl
