@@ -20,6 +20,10 @@ rm -rf "$stage/usr/share/doc" "$stage/usr/share/man"
 # --keep-directory-symlink: merged-/usr systems have /lib -> usr/lib; keep it a link.
 tar -C "$stage" -cf - . | tar -C / -xf - --skip-old-files --keep-directory-symlink
 rm -rf "$stage"
+# Debian names its MPI tools through update-alternatives, which only dpkg's scripts set up.
+for tool in mpicc mpicxx mpic++ mpiCC mpirun mpiexec; do
+  [ -e "/usr/bin/$tool" ] || [ ! -e "/usr/bin/$tool.openmpi" ] || ln -s "$tool.openmpi" "/usr/bin/$tool"
+done
 mkdir -p /opt/evl-ffmpeg
 tar -C /opt/evl-ffmpeg -xzf "$bundle/ffmpeg.tar.gz"
 sed -i -e 's|^prefix=.*|prefix=/opt/evl-ffmpeg|' -e 's|^libdir=.*|libdir=${prefix}/lib|' \
