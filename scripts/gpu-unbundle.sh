@@ -35,3 +35,6 @@ cp -a /usr/include/google /opt/evl-protobuf/include/
 ldconfig 2>/dev/null || true
 echo "export PKG_CONFIG_PATH=/opt/evl-ffmpeg/lib/pkgconfig\${PKG_CONFIG_PATH:+:\$PKG_CONFIG_PATH}"
 echo "export LD_LIBRARY_PATH=/opt/evl-ffmpeg/lib:/usr/lib/x86_64-linux-gnu\${LD_LIBRARY_PATH:+:\$LD_LIBRARY_PATH}"
+# A 1-rank MPI job (singleton) starts a local daemon, and OpenMPI refuses to when its remote
+# launcher (ssh/rsh) is missing, though a single node never uses it.
+command -v ssh >/dev/null || command -v rsh >/dev/null || echo "export OMPI_MCA_plm_rsh_agent=/bin/false"

@@ -8,6 +8,7 @@ PACKAGES=(
   libtorch-dev libopenblas0-openmp
   libopenmpi-dev openmpi-bin
   libavformat-dev libavcodec-dev libswscale-dev libavutil-dev
+  ffmpeg  # the CLI makes the real-footage test corpus (tests/corpus/make_corpus.sh)
   libprotobuf-dev protobuf-compiler
   libgoogle-glog-dev libgtest-dev libgmock-dev
   nlohmann-json3-dev libcli11-dev libzip-dev

@@ -15,12 +15,22 @@ torch::Tensor Normalize(const torch::Tensor& frames, const std::array<float, 3>&
   return (frames.permute({3, 0, 1, 2}).to(torch::kFloat).div_(255.0f) - m).div_(s);
 }
 
-}  // namespace
+// Runs `load` once more if the reader found that a file's decoded frames differ from what its
+// packets promised: the frame indices were drawn from a wrong count, and the reader now knows the
+// true one (evl/video_reader.h).
+template <typename F>
+torch::Tensor DrawingAgainIfTheOrderChanged(F load) {
+  try {
+    return load();
+  } catch (const FrameOrderChanged&) {
+    return load();
+  }
+}
 
-at::Tensor LoadTestViews(const std::string& path, const ClipDatasetOptions& o_, VideoReader& reader) {
+torch::Tensor LoadTestViewsOnce(const std::string& path, const ClipDatasetOptions& o_, VideoReader& reader) {
   reader.Open(path);
   const int64_t len = reader.info().num_frames;
-  // Test views: every needed frame decoded once, converted straight to the short-side size.
+  // Every frame the views need, decoded once.
   auto views = TestTemporalViews(len, o_.num_frames, o_.sampling_rate, o_.num_temporal_views);
   std::vector<int64_t> all;
   for (const auto& v : views) all.insert(all.end(), v.begin(), v.end());
@@ -28,7 +38,20 @@ at::Tensor LoadTestViews(const std::string& path, const ClipDatasetOptions& o_, 
   all.erase(std::unique(all.begin(), all.end()), all.end());
   int64_t h = 0, w = 0;
   ShortSideResize(reader.info().height, reader.info().width, o_.spatial_size, &h, &w);
-  auto decoded = Normalize(reader.Decode(all, static_cast<int>(h), static_cast<int>(w)), o_.mean, o_.std);
+  torch::Tensor decoded;
+  if (o_.swscale_eval_resize) {
+    // Resized by swscale while converting: ~2x faster, but its bilinear filter antialiases, so the
+    // pixels differ from the official ones (docs/data.md).
+    decoded = Normalize(reader.Decode(all, static_cast<int>(h), static_cast<int>(w)), o_.mean, o_.std);
+  } else {
+    // The official order: native-size RGB, float, normalize, then F.interpolate(bilinear,
+    // align_corners=False) without antialiasing.
+    decoded = torch::nn::functional::interpolate(Normalize(reader.Decode(all), o_.mean, o_.std),
+                                                 torch::nn::functional::InterpolateFuncOptions()
+                                                     .size(std::vector<int64_t>{h, w})
+                                                     .mode(torch::kBilinear)
+                                                     .align_corners(false));
+  }
   std::vector<torch::Tensor> out;
   const auto crops = TestSpatialCrops(h, w, o_.crop_size, o_.num_spatial_views);
   for (const auto& box : crops) {
@@ -41,6 +64,12 @@ at::Tensor LoadTestViews(const std::string& path, const ClipDatasetOptions& o_, 
   return torch::stack(out).contiguous();
 }
 
+}  // namespace
+
+at::Tensor LoadTestViews(const std::string& path, const ClipDatasetOptions& o, VideoReader& reader) {
+  return DrawingAgainIfTheOrderChanged([&] { return LoadTestViewsOnce(path, o, reader); });
+}
+
 VideoClipDataset::VideoClipDataset(const ClipDatasetOptions& options)
     : o_(options), entries_(ReadVideoList(options.list_path, options.data_root, options.num_classes)) {
   if (o_.train && !o_.auto_augment.empty()) {
@@ -50,6 +79,10 @@ VideoClipDataset::VideoClipDataset(const ClipDatasetOptions& options)
 }
 
 at::Tensor VideoClipDataset::Load(int64_t index, uint64_t step, VideoReader& reader) const {
+  return DrawingAgainIfTheOrderChanged([&] { return LoadOnce(index, step, reader); });
+}
+
+at::Tensor VideoClipDataset::LoadOnce(int64_t index, uint64_t step, VideoReader& reader) const {
   const VideoEntry& e = entries_.at(index);
   reader.Open(e.path);
   const int64_t len = reader.info().num_frames;

@@ -33,6 +33,10 @@ struct PacketInfo {
   bool key;
 };
 
+// The key the official loader sorts frames by: PyAV's frame.pts, i.e. AVFrame::pts as the decoder
+// returns it (not best_effort_timestamp, which differs from it on many files).
+int64_t FrameKey(const AVFrame* f) { return f->pts; }
+
 }  // namespace
 
 struct VideoReader::State {
@@ -46,6 +50,9 @@ struct VideoReader::State {
   VideoInfo info;
   std::vector<int64_t> frame_pts;            // presentation order
   std::vector<std::pair<int64_t, int64_t>> keyframes;  // (pts, dts), pts-sorted
+  bool sequential = false;  // the packets do not say which frame is which: decode from the start
+  // Files whose decoded frames disagreed with their packets: the order decoding gave, by path.
+  std::map<std::string, std::vector<int64_t>> decoded_order;
   DecodeStats stats;
 
   ~State() {
@@ -59,9 +66,106 @@ struct VideoReader::State {
     avformat_close_input(&fmt);
     frame_pts.clear();
     keyframes.clear();
+    sequential = false;
     info = VideoInfo();
   }
   [[noreturn]] void Fail(const std::string& why) const { throw DataError(path + ": " + why); }
+
+  // Converts the decoder's current frame to RGB24 at out_w x out_h.
+  torch::Tensor Convert(int out_h, int out_w) {
+    auto t1 = Clock::now();
+    sws = sws_getCachedContext(sws, frame->width, frame->height, static_cast<AVPixelFormat>(frame->format), out_w,
+                               out_h, AV_PIX_FMT_RGB24, SWS_BILINEAR, nullptr, nullptr, nullptr);
+    if (!sws) Fail("cannot convert pixel format " + std::to_string(frame->format));
+    // swscale's SIMD paths may write up to a vector past the end of a row; pad the buffer so the
+    // last row's overrun stays inside it.
+    auto out = torch::empty({static_cast<int64_t>(out_h) * out_w * 3 + 64}, torch::kUInt8)
+                   .narrow(0, 0, static_cast<int64_t>(out_h) * out_w * 3)
+                   .view({out_h, out_w, 3});
+    uint8_t* dst[4] = {out.data_ptr<uint8_t>(), nullptr, nullptr, nullptr};
+    int stride[4] = {out_w * 3, 0, 0, 0};
+    sws_scale(sws, frame->data, frame->linesize, 0, frame->height, dst, stride);
+    ++stats.frames_converted;
+    stats.convert_s += Since(t1);
+    return out;
+  }
+
+  // Opens `path`'s demuxer and a decoder for its first video stream (PyAV's `video=0`).
+  void OpenInput() {
+    int rc = avformat_open_input(&fmt, path.c_str(), nullptr, nullptr);
+    if (rc < 0) Fail("cannot open as a video (" + AvError(rc) + ")");
+    // PyAV opens every container with GENPTS: packets whose pts the container leaves out (AVI with
+    // B-frames) get one from the demuxer, and decoded frames carry it. Same flags, same frame keys.
+    fmt->flags |= AVFMT_FLAG_GENPTS;
+    if ((rc = avformat_find_stream_info(fmt, nullptr)) < 0) Fail("cannot read stream info (" + AvError(rc) + ")");
+    stream = -1;
+    for (unsigned i = 0; i < fmt->nb_streams && stream < 0; ++i)
+      if (fmt->streams[i]->codecpar->codec_type == AVMEDIA_TYPE_VIDEO) stream = static_cast<int>(i);
+    if (stream < 0) Fail("has no video stream");
+    AVStream* st = fmt->streams[stream];
+    const AVCodec* codec = avcodec_find_decoder(st->codecpar->codec_id);
+    if (!codec) Fail("no decoder for codec id " + std::to_string(st->codecpar->codec_id));
+    dec = avcodec_alloc_context3(codec);
+    avcodec_parameters_to_context(dec, st->codecpar);
+    // Loader threads decode different videos in parallel; one thread per decoder keeps skip_frame
+    // switching exact per packet.
+    dec->thread_count = 1;
+    if ((rc = avcodec_open2(dec, codec, nullptr)) < 0) Fail("cannot open decoder (" + AvError(rc) + ")");
+  }
+
+  // The official loop: every frame of the stream from the start, none skipped; `on_frame` sees
+  // each decoded frame (in `frame`) with its key. The file is opened anew rather than sought to
+  // its start: after a seek some demuxers (AVI with B-frames) no longer give packets a pts, and
+  // then the frames' keys would differ from the official loader's, which never seeks.
+  void DecodeFromStart(const std::function<void(int64_t key)>& on_frame) {
+    avcodec_free_context(&dec);
+    avformat_close_input(&fmt);
+    OpenInput();
+    auto drain = [&] {
+      while (true) {
+        auto t0 = Clock::now();
+        const int rc = avcodec_receive_frame(dec, frame);
+        stats.decode_s += Since(t0);
+        if (rc < 0) return;
+        ++stats.frames_decoded;
+        on_frame(FrameKey(frame));
+        av_frame_unref(frame);
+      }
+    };
+    while (av_read_frame(fmt, pkt) >= 0) {
+      if (pkt->stream_index == stream) {
+        auto t0 = Clock::now();
+        avcodec_send_packet(dec, pkt);
+        stats.decode_s += Since(t0);
+        ++stats.packets;
+        drain();
+      }
+      av_packet_unref(pkt);
+    }
+    avcodec_send_packet(dec, nullptr);
+    drain();
+  }
+
+  // The frame order the official loader sees: keys of all decoded frames, sorted, duplicates once.
+  std::vector<int64_t> DecodedOrder(const std::vector<int64_t>& keys) const {
+    const auto none = std::count(keys.begin(), keys.end(), AV_NOPTS_VALUE);
+    // Python sorts None keys only when there is nothing else to compare them with.
+    if (none > 0 && none < static_cast<int64_t>(keys.size()))
+      Fail(std::to_string(none) + " of " + std::to_string(keys.size()) +
+           " decoded frames have no timestamp, so their order is undefined (the official loader fails too)");
+    std::vector<int64_t> order = keys;
+    std::sort(order.begin(), order.end());
+    order.erase(std::unique(order.begin(), order.end()), order.end());
+    return order;
+  }
+
+  void RememberDecodedOrder(std::vector<int64_t> order) {
+    if (decoded_order.size() >= 4096) decoded_order.clear();
+    frame_pts = order;
+    decoded_order[path] = std::move(order);
+    info.num_frames = static_cast<int64_t>(frame_pts.size());
+    sequential = true;
+  }
 };
 
 VideoReader::VideoReader() : s_(new State) { av_log_set_level(AV_LOG_QUIET); }
@@ -75,26 +179,18 @@ void VideoReader::Open(const std::string& path) {
   State& s = *s_;
   s.Close();
   s.path = path;
-  int rc = avformat_open_input(&s.fmt, path.c_str(), nullptr, nullptr);
-  if (rc < 0) s.Fail("cannot open as a video (" + AvError(rc) + ")");
-  if ((rc = avformat_find_stream_info(s.fmt, nullptr)) < 0) s.Fail("cannot read stream info (" + AvError(rc) + ")");
-  s.stream = av_find_best_stream(s.fmt, AVMEDIA_TYPE_VIDEO, -1, -1, nullptr, 0);
-  if (s.stream < 0) s.Fail("has no video stream");
+  s.OpenInput();
   AVStream* st = s.fmt->streams[s.stream];
-  const AVCodec* codec = avcodec_find_decoder(st->codecpar->codec_id);
-  if (!codec) s.Fail("no decoder for codec id " + std::to_string(st->codecpar->codec_id));
-  s.dec = avcodec_alloc_context3(codec);
-  avcodec_parameters_to_context(s.dec, st->codecpar);
-  // Loader threads decode different videos in parallel; one thread per decoder keeps skip_frame
-  // switching exact per packet.
-  s.dec->thread_count = 1;
-  if ((rc = avcodec_open2(s.dec, codec, nullptr)) < 0) s.Fail("cannot open decoder (" + AvError(rc) + ")");
+  const AVCodec* codec = s.dec->codec;
+  int rc = 0;
 
   // Demux-only pass: presentation order and keyframes, without decoding anything.
   std::vector<PacketInfo> packets;
+  bool packets_without_pts = false;  // also: packets sharing a pts (the official keeps the last frame)
   while ((rc = av_read_frame(s.fmt, s.pkt)) >= 0) {
     // Packets an edit list discards produce no frame the official decode loop would see.
     if (s.pkt->stream_index == s.stream && !(s.pkt->flags & AV_PKT_FLAG_DISCARD)) {
+      packets_without_pts |= s.pkt->pts == AV_NOPTS_VALUE;
       int64_t pts = s.pkt->pts != AV_NOPTS_VALUE ? s.pkt->pts : s.pkt->dts;
       if (pts == AV_NOPTS_VALUE) pts = static_cast<int64_t>(packets.size());
       packets.push_back({pts, s.pkt->dts, (s.pkt->flags & AV_PKT_FLAG_KEY) != 0});
@@ -109,6 +205,18 @@ void VideoReader::Open(const std::string& path) {
   std::sort(s.frame_pts.begin(), s.frame_pts.end());
   s.frame_pts.erase(std::unique(s.frame_pts.begin(), s.frame_pts.end()), s.frame_pts.end());
   std::sort(s.keyframes.begin(), s.keyframes.end());
+  // Packets without pts (AVI with packed B-frames) cannot say which frame is which: then the order
+  // is the one decoding gives, found once per file and remembered (as for any file whose decoded
+  // frames disagreed with its packets, see Decode).
+  if (auto known = s.decoded_order.find(path); known != s.decoded_order.end()) {
+    s.frame_pts = known->second;
+    s.sequential = true;
+  } else if (packets_without_pts || s.frame_pts.size() < packets.size()) {
+    std::vector<int64_t> keys;
+    s.DecodeFromStart([&](int64_t key) { keys.push_back(key); });
+    if (keys.empty()) s.Fail("has no decodable video frame");
+    s.RememberDecodedOrder(s.DecodedOrder(keys));
+  }
   if (s.keyframes.empty() || s.keyframes.front().first > s.frame_pts.front())
     s.keyframes.insert(s.keyframes.begin(), {s.frame_pts.front(), AV_NOPTS_VALUE});
 
@@ -116,7 +224,8 @@ void VideoReader::Open(const std::string& path) {
   s.info.width = st->codecpar->width;
   s.info.height = st->codecpar->height;
   s.info.fps = av_q2d(st->avg_frame_rate);
-  s.info.duration_s = (s.frame_pts.back() - s.frame_pts.front()) * av_q2d(st->time_base);
+  s.info.duration_s = s.frame_pts.front() == AV_NOPTS_VALUE ? 0
+                                                              : (s.frame_pts.back() - s.frame_pts.front()) * av_q2d(st->time_base);
   s.info.codec = codec->name;
   if (s.info.width <= 0 || s.info.height <= 0) s.Fail("video stream has no frame size");
   s.stats.open_s += Since(t0);
@@ -162,25 +271,11 @@ at::Tensor VideoReader::Decode(const std::vector<int64_t>& indices, int out_h, i
         s.stats.decode_s += Since(t0);
         if (rc < 0) return;
         ++s.stats.frames_decoded;
-        int64_t pts = s.frame->best_effort_timestamp != AV_NOPTS_VALUE ? s.frame->best_effort_timestamp : s.frame->pts;
-        if (found == 0 && pts > first && !from_start) overshot = true;
+        const int64_t pts = FrameKey(s.frame);
+        if (found == 0 && pts != AV_NOPTS_VALUE && pts > first) overshot = true;
         if (group.count(pts) && !got.count(pts)) {
-          auto t1 = Clock::now();
-          s.sws = sws_getCachedContext(s.sws, s.frame->width, s.frame->height, static_cast<AVPixelFormat>(s.frame->format),
-                                       out_w, out_h, AV_PIX_FMT_RGB24, SWS_BILINEAR, nullptr, nullptr, nullptr);
-          if (!s.sws) s.Fail("cannot convert pixel format " + std::to_string(s.frame->format));
-          // swscale's SIMD paths may write up to a vector past the end of a row; pad the buffer so
-          // the last row's overrun stays inside it.
-          auto out = torch::empty({static_cast<int64_t>(out_h) * out_w * 3 + 64}, torch::kUInt8)
-                         .narrow(0, 0, static_cast<int64_t>(out_h) * out_w * 3)
-                         .view({out_h, out_w, 3});
-          uint8_t* dst[4] = {out.data_ptr<uint8_t>(), nullptr, nullptr, nullptr};
-          int stride[4] = {out_w * 3, 0, 0, 0};
-          sws_scale(s.sws, s.frame->data, s.frame->linesize, 0, s.frame->height, dst, stride);
-          got[pts] = out;
+          got[pts] = s.Convert(out_h, out_w);
           ++found;
-          ++s.stats.frames_converted;
-          s.stats.convert_s += Since(t1);
         }
         av_frame_unref(s.frame);
       }
@@ -220,11 +315,27 @@ at::Tensor VideoReader::Decode(const std::vector<int64_t>& indices, int out_h, i
     groups.back().insert(pts);
     group_kf = kf;
   }
-  bool ok = true;
-  for (const auto& g : groups) ok = ok && run(g, false);
+  bool ok = !s.sequential;
+  if (ok)
+    for (const auto& g : groups) ok = ok && run(g, false);
   if (!ok || got.size() < want.size()) {
+    // The fast path could not place every frame with certainty: decode like the official loader,
+    // where a later frame with the same key replaces an earlier one.
     got.clear();
-    run(want, true);  // the index or the seek was off: decode from the start
+    std::vector<int64_t> keys;
+    s.DecodeFromStart([&](int64_t key) {
+      keys.push_back(key);
+      if (want.count(key)) got[key] = s.Convert(out_h, out_w);
+    });
+    if (keys.empty()) s.Fail("has no decodable video frame");
+    auto order = s.DecodedOrder(keys);
+    const bool same = order == s.frame_pts;
+    const int64_t promised = s.info.num_frames;
+    s.RememberDecodedOrder(std::move(order));  // this file takes the sequential path from now on
+    if (!same)
+      throw FrameOrderChanged(s.path + ": decoding gives " + std::to_string(s.info.num_frames) +
+                              " frames in another order than its " + std::to_string(promised) +
+                              " packets promised; draw the frame indices again (Open it anew)");
   }
   if (got.size() < want.size()) {
     std::string missing;

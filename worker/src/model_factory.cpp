@@ -69,6 +69,7 @@ ClipDatasetOptions DatasetOptionsFromConfig(const EvlConfig& c, bool train) {
   o.spatial_size = c.data().spatial_size();
   o.num_temporal_views = c.data().num_temporal_views();
   o.num_spatial_views = c.data().num_spatial_views();
+  o.swscale_eval_resize = c.data().swscale_eval_resize();
   for (int i = 0; i < 3; ++i) {
     o.mean[i] = c.data().mean(i);
     o.std[i] = c.data().std(i);

@@ -28,9 +28,10 @@ struct ClipDatasetOptions {
   int spatial_size = 224;         // eval: short side before the spatial crops
   int num_temporal_views = 3;     // eval
   int num_spatial_views = 1;      // eval
+  bool swscale_eval_resize = false;  // eval: resize in swscale while decoding (faster, not official pixels)
   std::array<float, 3> mean{0.48145466f, 0.4578275f, 0.40821073f};
   std::array<float, 3> std{0.26862954f, 0.26130258f, 0.27577711f};
-  bool mirror = true;             // train: horizontal flip with p = 0.5
+  bool mirror = false;            // train: horizontal flip with p = 0.5 (the official loader never flips)
   std::string auto_augment;       // train: RandAugment spec ("rand-m7-n4-mstd0.5-inc1"), empty: none
   double min_scale = 0.08;        // train: random resized crop area range [min_scale, 1]
   uint64_t seed = 0;
@@ -56,6 +57,8 @@ class VideoClipDataset {
   at::Tensor Load(int64_t index, uint64_t step, VideoReader& reader) const;
 
  private:
+  at::Tensor LoadOnce(int64_t index, uint64_t step, VideoReader& reader) const;
+
   ClipDatasetOptions o_;
   std::vector<VideoEntry> entries_;
   bool rand_augment_ = false;

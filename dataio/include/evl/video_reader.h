@@ -1,11 +1,16 @@
 // Frame-accurate video decoding with FFmpeg that decodes only what a sample needs.
 //
-// Frame i means the i-th frame in presentation order (the official loader's definition: decode
-// all, sort by pts). Open() builds that order from a demux-only pass over the packets (cheap: no
-// decoding), which makes the mapping exact for variable frame rates, missing nb_frames, B-frames
-// and start_time != 0. Decode() seeks to the keyframe before the first requested frame, decodes
+// Frame i means the i-th frame the official loader sees: it decodes every frame of the video
+// stream with PyAV, keys each by frame.pts (AVFrame::pts; a later frame with the same key replaces
+// the earlier one) and sorts. Open() predicts that order from a demux-only pass over the packets
+// (cheap: no decoding), exact for variable frame rates, missing nb_frames, B-frames, edit lists and
+// start_time != 0. Decode() seeks to the keyframe before the first requested frame, decodes
 // forward, tells the decoder to skip non-reference frames nobody asked for (skip_frame, switched
 // per packet), converts only requested frames with swscale, and stops after the last one.
+// Where that cannot place a frame with certainty (packets without pts, as in AVI files with packed
+// B-frames; packets sharing a pts; frames whose pts differ from their packets'), the file is
+// decoded from the start like the official loop, and its decoded order is remembered by this
+// reader. A file is undecodable only where that decode-all fails too.
 //
 // One reader per thread; it reuses its decoder, frames and scaler across calls to Open/Decode.
 #pragma once
@@ -15,11 +20,21 @@
 #include <string>
 #include <vector>
 
+#include "evl/video_list.h"
+
 namespace at {
 class Tensor;
 }
 
 namespace evl {
+
+// Decode() found that the file's frames are not the ones its packets promised (count or order):
+// the indices asked for were drawn from a wrong count. The reader now knows the decoded order;
+// Open the file again and draw the indices anew (once).
+class FrameOrderChanged : public DataError {
+ public:
+  using DataError::DataError;
+};
 
 struct VideoInfo {
   int64_t num_frames = 0;

@@ -1,0 +1,111 @@
+// Real-footage corpus (tests/corpus/make_corpus.sh, made with the ffmpeg CLI): for every file, evl's
+// frame count and the RGB frames at the K400 sampling (8x16 dense at three starts, TSN, three
+// temporal test views) equal the official loader's decode-all through PyAV, bit for bit at native
+// size (tests/fixtures/pyav_frames.py).
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <set>
+
+#include "evl/dataset.h"
+#include "evl/npy.h"
+#include "evl/sampling.h"
+#include "evl/video_reader.h"
+#include "test_paths.h"
+#include "test_util.h"
+
+namespace evl::test {
+namespace {
+
+const std::string kCorpus = std::string(EVL_FIXTURE_DIR) + "/corpus";
+
+std::vector<int64_t> K400Indices(int64_t len) {
+  std::set<int64_t> all;
+  const int64_t starts = DenseStartRange(len, 8, 16);
+  for (int64_t s : {int64_t{0}, starts / 2, std::max<int64_t>(0, starts - 1)})
+    for (int64_t i : DenseTrainIndices(len, 8, 16, s)) all.insert(i);
+  std::mt19937_64 rng(7);
+  for (int64_t i : TsnTrainIndices(len, 8, rng)) all.insert(i);
+  for (const auto& v : TestTemporalViews(len, 8, 16, 3)) all.insert(v.begin(), v.end());
+  all.insert(len - 1);
+  return {all.begin(), all.end()};
+}
+
+class Corpus : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(Corpus, CountAndFramesEqualTheOfficialDecodeAll) {
+  const std::string path = kCorpus + "/" + GetParam();
+  const auto count = RunCommand(std::string(EVL_PYTHON) + " " + EVL_SOURCE_DIR + "/tests/fixtures/pyav_frames.py " + path);
+  ASSERT_EQ(count.status, 0) << count.output;
+  // The count is the last line (libav may warn on stderr before it).
+  const std::string out = count.output.substr(0, count.output.find_last_not_of('\n') + 1);
+  const int64_t pyav_frames = std::stoll(out.substr(out.find_last_of('\n') + 1));
+  VideoReader reader;
+  reader.Open(path);
+  ASSERT_EQ(reader.info().num_frames, pyav_frames) << path;
+  const auto idx = K400Indices(pyav_frames);
+  std::string cmd = std::string(EVL_PYTHON) + " " + EVL_SOURCE_DIR + "/tests/fixtures/pyav_frames.py " + path + " " +
+                    ScratchDir("corpus_" + GetParam()) + "/ref.npy";
+  for (int64_t i : idx) cmd += " " + std::to_string(i);
+  const auto ref_run = RunCommand(cmd);
+  ASSERT_EQ(ref_run.status, 0) << ref_run.output;
+  const auto ref = ReadNpy("scratch/corpus_" + GetParam() + "/ref.npy").to(torch::kUInt8);
+  const auto got = reader.Decode(idx);
+  ASSERT_EQ(got.sizes(), ref.sizes()) << path;
+  for (size_t k = 0; k < idx.size(); ++k)
+    EXPECT_TRUE(torch::equal(got[k], ref[k])) << path << ": frame " << idx[k] << " differs from PyAV's (max abs "
+                                              << (got[k].to(torch::kInt) - ref[k].to(torch::kInt)).abs().max().item<int>()
+                                              << ")";
+  // Again in reverse order, on the same reader: nothing depends on what was decoded before.
+  std::vector<int64_t> rev(idx.rbegin(), idx.rend());
+  EXPECT_TRUE(torch::equal(reader.Decode(rev), got.flip({0}))) << path;
+}
+
+// Evaluation pixels: evl's test views against a transcription of the official transform on PyAV's
+// frames (tests/fixtures/official_test_views.py), on PAL-sized footage, one and three spatial views.
+TEST(DataPixels, TestViewsEqualTheOfficialTransform) {
+  const std::string path = kCorpus + "/pal_768x576.mp4", dir = ScratchDir("pixels");
+  for (int spatial_views : {1, 3}) {
+    const std::string ref_path = dir + "/ref" + std::to_string(spatial_views) + ".npy";
+    const auto ref_run = RunCommand(std::string(EVL_PYTHON) + " " + EVL_SOURCE_DIR +
+                                    "/tests/fixtures/official_test_views.py " + path + " " + ref_path + " 224 8 16 3 " +
+                                    std::to_string(spatial_views));
+    ASSERT_EQ(ref_run.status, 0) << ref_run.output;
+    const auto ref = ReadNpy(ref_path);
+    ClipDatasetOptions o;
+    o.num_frames = 8;
+    o.sampling_rate = 16;
+    o.spatial_size = o.crop_size = 224;
+    o.num_temporal_views = 3;
+    o.num_spatial_views = spatial_views;
+    o.train = false;
+    VideoReader reader;
+    const auto got = LoadTestViews(path, o, reader);
+    ASSERT_EQ(got.sizes(), ref.sizes());
+    const auto diff = (got - ref).abs();
+    EXPECT_LE(diff.mean().item<double>(), 0.005) << spatial_views << " spatial view(s)";
+    EXPECT_LE(diff.max().item<double>(), 0.05) << spatial_views << " spatial view(s)";
+    // The swscale option is measurably not the official transform: why it is not the default.
+    o.swscale_eval_resize = true;
+    const auto fast = LoadTestViews(path, o, reader);
+    const auto fast_diff = (fast - ref).abs();
+    EXPECT_GT(fast_diff.mean().item<double>(), 0.01) << spatial_views << " spatial view(s)";
+    std::printf("%d spatial view(s): official path mean abs %.2e max %.2e; swscale path mean abs %.3f max %.3f\n",
+                spatial_views, diff.mean().item<double>(), diff.max().item<double>(),
+                fast_diff.mean().item<double>(), fast_diff.max().item<double>());
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(RealFootage, Corpus,
+                         ::testing::Values("mpeg4_bframes.avi", "msmpeg4v3.avi", "mjpeg.avi", "cinepak.avi",
+                                           "audio_first.mp4", "editlist.mp4", "open_gop.mp4", "vfr.mkv", "hevc.mp4",
+                                           "vp9.webm", "av1.mkv", "ts_discontinuity.ts", "interlaced.mp4"),
+                         [](const auto& info) {
+                           std::string n = info.param;
+                           for (auto& c : n)
+                             if (!isalnum(static_cast<unsigned char>(c))) c = '_';
+                           return n;
+                         });
+
+}  // namespace
+}  // namespace evl::test
