@@ -149,6 +149,7 @@ LoaderCounters Loader::counters() const {
   LoaderCounters c;
   c.clips = clips_;
   c.skipped = failures_;
+  c.skipped_files = static_cast<int64_t>(reported_.size());
   c.wait_s = wait_s_;
   c.elapsed_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
   return c;

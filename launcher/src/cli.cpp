@@ -121,7 +121,10 @@ int RunCli(int argc, char** argv) {
   data_synth->add_option("--gop", synth.gop, "keyframe interval");
   std::string probe_list, probe_root;
   int probe_classes = 1 << 30;
-  auto* data_probe = data->add_subcommand("probe", "check that every video of a list opens and decodes");
+  auto* data_probe = data->add_subcommand(
+      "probe", "decode what training and evaluation will decode from every video of a list (the config's train "
+               "clip and test views), and say why a video fails");
+  AddConfigFlags(data_probe, &flags);
   data_probe->add_option("list", probe_list, "dataset list file")->required();
   data_probe->add_option("--data-root", probe_root, "prefix for relative paths");
   data_probe->add_option("--num-classes", probe_classes, "labels must be below this");
@@ -188,7 +191,7 @@ int RunCli(int argc, char** argv) {
           throw std::invalid_argument("--size: expected WxH, got " + synth_size);
         return RunDataSynth(synth);
       }
-      if (*data_probe) return RunDataProbe(probe_list, probe_root, probe_classes);
+      if (*data_probe) return RunDataProbe(flags, probe_list, probe_root, probe_classes);
       if (*data_bench) return RunDataBench(flags, bench);
       if (*data_prepare) return RunDataPrepare(&argc, &argv, prep);
       return 2;  // unreachable: CLI11 requires one of the subcommands above

@@ -61,6 +61,6 @@ int RunLaunch(int ranks, const std::string& hosts, const std::string& hostfile, 
 int RunSubmit(const ConfigFlags& flags, const SubmitOptions& options, const std::string& self);
 int RunDataBench(const ConfigFlags& flags, const DataBenchOptions& options);
 int RunDataPrepare(int* argc, char*** argv, const PrepareOptions& options);
-int RunDataProbe(const std::string& list, const std::string& data_root, int num_classes);
+int RunDataProbe(const ConfigFlags& flags, const std::string& list, const std::string& data_root, int num_classes);
 
 }  // namespace evl

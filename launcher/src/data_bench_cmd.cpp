@@ -7,6 +7,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <fstream>
 #include <iomanip>
 #include <iostream>
 #include <sstream>
@@ -119,11 +120,32 @@ int RunDataBench(const ConfigFlags& flags, const DataBenchOptions& o) {
   }
   ClipDatasetOptions train_plain = train;
   train_plain.auto_augment.clear();
+  VideoClipDataset all_plain(train_plain);
+  VideoReader reader;
+  // One untimed pass, so page cache and lazy initialisation are the same for every path. Videos
+  // that fail are reported and left out, as training skips them, and the rest are measured.
+  std::vector<std::string> usable;
+  for (int64_t i = 0; i < all_plain.size(); ++i) {
+    try {
+      all_plain.Load(i, 1000, reader);
+      usable.push_back(all_plain.entry(i).path + " " + std::to_string(all_plain.entry(i).label));
+    } catch (const DataError& e) {
+      std::cout << "skipping " << e.what() << "\n";
+    }
+  }
+  if (usable.empty()) throw DataError("evl data bench: no video of " + list + " can be used");
+  if (static_cast<int64_t>(usable.size()) < all_plain.size()) {
+    list = config.train().run_dir() + "/bench_usable.txt";
+    MakeDirectories(config.train().run_dir());
+    std::ofstream out(list);
+    for (const auto& line : usable) out << line << "\n";
+    for (auto* d : {&train, &eval, &train_plain}) {
+      d->list_path = list;
+      d->data_root = "";
+    }
+  }
   VideoClipDataset ds_plain(train_plain), ds_eval(eval);
   const int64_t n = ds_plain.size();
-  VideoReader reader;
-  // One untimed pass, so page cache and lazy initialisation are the same for every path.
-  for (int64_t i = 0; i < n; ++i) ds_plain.Load(i, 1000, reader);
 
   std::cout << "evl data bench: " << n << " videos from " << list << ", " << o.rounds
             << " round(s), 1 thread; train " << train.num_frames << "x" << train.sampling_rate << " -> "

@@ -5,6 +5,9 @@
 #include <iostream>
 
 #include "commands.h"
+#include "config.h"
+#include "evl/dataset.h"
+#include "evl/model_factory.h"
 #include "evl/synth.h"
 #include "evl/video_list.h"
 #include "evl/video_reader.h"
@@ -19,22 +22,36 @@ int RunDataSynth(const SynthOptions& options) {
   return 0;
 }
 
-int RunDataProbe(const std::string& list, const std::string& data_root, int num_classes) {
-  auto entries = ReadVideoList(list, data_root, num_classes);
+int RunDataProbe(const ConfigFlags& flags, const std::string& list, const std::string& data_root, int num_classes) {
+  const EvlConfig config = LoadEffectiveConfig(flags.config_path, flags.overrides);
+  // What training and evaluation decode: the config's train clip (step 0's draw) and test views.
+  ClipDatasetOptions train = DatasetOptionsFromConfig(config, true), eval = DatasetOptionsFromConfig(config, false);
+  for (ClipDatasetOptions* o : {&train, &eval}) {
+    o->list_path = list;
+    o->data_root = data_root;
+    o->num_classes = num_classes;
+  }
+  const VideoClipDataset train_set(train), eval_set(eval);
   VideoReader reader;
   int bad = 0;
-  for (const auto& e : entries) {
+  std::cout << std::fixed << std::setprecision(2);
+  for (int64_t i = 0; i < train_set.size(); ++i) {
+    const std::string& path = train_set.entry(i).path;
     try {
-      reader.Open(e.path);
-      // Decoding the last frame proves the stream is readable to its end.
-      reader.Decode({reader.info().num_frames - 1}, 8, 8);
-    } catch (const DataError& err) {
-      if (!bad) std::cout << "problems:\n";
+      reader.Open(path);
+      const VideoInfo info = reader.info();
+      train_set.Load(i, 0, reader);
+      eval_set.Load(i, 0, reader);
+      std::cout << path << ": " << reader.info().num_frames << " frames, " << info.fps << " fps, " << info.codec << ", "
+                << info.width << "x" << info.height << ", ok\n";
+    } catch (const std::exception& err) {
       ++bad;
-      std::cout << "  " << err.what() << "\n";
+      std::cout << path << ": FAILED: " << err.what() << "\n";
     }
   }
-  std::cout << entries.size() << " videos, " << entries.size() - bad << " ok, " << bad << " with problems\n";
+  std::cout << train_set.size() << " videos, " << train_set.size() - bad << " ok, " << bad << " with problems ("
+            << config.model().num_frames() << " frames, sampling rate " << config.data().sampling_rate() << ", "
+            << config.data().num_temporal_views() << "x" << config.data().num_spatial_views() << " test views)\n";
   return bad ? 1 : 0;
 }
 

@@ -451,7 +451,9 @@ int RunTraining(const EvlConfig& input_config, Communicator& comm, const RankCon
     const bool print = (step + 1) % std::max(1, t.print_freq()) == 0 || step + 1 == t.num_steps();
     if (print) {
       const double now = Since(start), span = now - window_start_s;
-      const auto skipped = torch::tensor({loader.counters().skipped}, torch::kLong);
+      const LoaderCounters counters = loader.counters();
+      // Summed over ranks: a file that fails on two ranks counts twice.
+      const auto skipped = torch::tensor({counters.skipped, counters.skipped_files}, torch::kLong);
       comm.AllReduce(skipped, ReduceOp::kSum, "skipped videos");
       if (lead) {
         const double cps = window_clips / std::max(1e-9, span);
@@ -460,7 +462,8 @@ int RunTraining(const EvlConfig& input_config, Communicator& comm, const RankCon
                   << std::setprecision(2) << "  lr " << lr << std::fixed << std::setprecision(1) << "  clips/s " << cps
                   << " (" << cps / world << "/rank)  data-wait " << 100 * window_wait / std::max(1e-9, span)
                   << "%  comm-wait " << 100 * window_comm / std::max(1e-9, span) << "%  eta "
-                  << Eta(now / (step + 1) * (t.num_steps() - step - 1)) << "  skipped " << skipped.item<int64_t>();
+                  << Eta(now / (step + 1) * (t.num_steps() - step - 1)) << "  skipped " << skipped[0].item<int64_t>()
+                  << " attempt(s), " << skipped[1].item<int64_t>() << " file(s)";
         tb->AddScalar("train/top1", static_cast<float>(top1), step);
         tb->AddScalar("train/clips_per_s", static_cast<float>(cps), step);
         tb->Flush();

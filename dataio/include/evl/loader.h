@@ -35,7 +35,8 @@ struct Batch {
 
 struct LoaderCounters {
   int64_t clips = 0;         // samples delivered
-  int64_t skipped = 0;       // samples replaced because their video failed
+  int64_t skipped = 0;       // attempts that failed (a sample replaced because its video failed)
+  int64_t skipped_files = 0; // distinct videos among them
   double wait_s = 0;         // time Next() spent waiting for a batch
   double elapsed_s = 0;      // since construction
 };
