@@ -46,7 +46,7 @@ int RunDataProbe(const ConfigFlags& flags, const std::string& list, const std::s
                 << info.width << "x" << info.height << ", ok\n";
     } catch (const std::exception& err) {
       ++bad;
-      std::cout << path << ": FAILED: " << err.what() << "\n";
+      std::cout << "FAILED " << err.what() << "\n";  // the message names the file
     }
   }
   std::cout << train_set.size() << " videos, " << train_set.size() - bad << " ok, " << bad << " with problems ("
