@@ -96,6 +96,42 @@ TEST(DataPixels, TestViewsEqualTheOfficialTransform) {
   }
 }
 
+// The training path (dense 8x16, random resized crop, normalize; no RandAugment, no flip as in the
+// official loader) against the official formula on PyAV's frames, with evl's own random draws
+// replayed: SampleRng(seed, step, index), the start, then the crop box (VideoClipDataset::Load's order).
+TEST(DataPixels, TrainClipEqualsTheOfficialTransformOnTheSameDraws) {
+  const std::string dir = ScratchDir("train_pixels");
+  RunCommand("echo 'pal_768x576.mp4 0' > " + dir + "/list.txt");
+  ClipDatasetOptions o;
+  o.list_path = dir + "/list.txt";
+  o.data_root = kCorpus;
+  o.num_frames = 8;
+  o.sampling_rate = 16;
+  o.crop_size = 224;
+  o.seed = 3;
+  VideoClipDataset ds(o);
+  VideoReader reader;
+  for (uint64_t step : {0, 5}) {
+    const auto got = ds.Load(0, step, reader);
+    std::mt19937_64 rng = SampleRng(o.seed, step, 0);
+    const int64_t len = reader.info().num_frames;
+    const int64_t start = std::uniform_int_distribution<int64_t>(0, DenseStartRange(len, 8, 16) - 1)(rng);
+    const auto idx = DenseTrainIndices(len, 8, 16, start);
+    const CropBox box = RandomResizedCropBox(576, 768, o.min_scale, 1.0, 3.0 / 4.0, 4.0 / 3.0, rng);
+    std::string cmd = std::string(EVL_PYTHON) + " " + EVL_SOURCE_DIR + "/tests/fixtures/official_train_clip.py " +
+                      kCorpus + "/pal_768x576.mp4 " + dir + "/ref.npy 224 " + std::to_string(box.y) + " " +
+                      std::to_string(box.x) + " " + std::to_string(box.h) + " " + std::to_string(box.w);
+    for (int64_t i : idx) cmd += " " + std::to_string(i);
+    const auto r = RunCommand(cmd);
+    ASSERT_EQ(r.status, 0) << r.output;
+    const auto ref = ReadNpy(dir + "/ref.npy");
+    ASSERT_EQ(got.sizes(), ref.sizes());
+    const auto diff = (got - ref).abs();
+    EXPECT_LE(diff.mean().item<double>(), 0.005) << "step " << step;
+    EXPECT_LE(diff.max().item<double>(), 0.05) << "step " << step;
+  }
+}
+
 // `evl data probe` decodes what a K400 recipe decodes (the train clip with RandAugment, three test
 // views) from every corpus file, and names the one truncated file with its reason.
 TEST(DataProbe, EveryCorpusFileIsFineAndATruncatedOneIsNamed) {

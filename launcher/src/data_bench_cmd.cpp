@@ -17,6 +17,7 @@
 #include "evl/checkpoint.h"
 #include "evl/dataset.h"
 #include "evl/model_factory.h"
+#include "evl/sampling.h"
 #include "evl/subprocess.h"
 #include "evl/synth.h"
 #include "evl/video_reader.h"
@@ -154,8 +155,18 @@ int RunDataBench(const ConfigFlags& flags, const DataBenchOptions& o) {
             << std::setw(8) << "decode" << std::setw(9) << "convert" << std::setw(9) << "augment" << std::setw(11)
             << "PyAV" << std::setw(9) << "ratio" << "\n";
   std::string why;
+  // The decode floor: open and decode (to RGB at native size) only the frames the train clip
+  // uses, nothing else; the train path cannot be faster than this.
+  const PathResult floor = Measure(n, o.rounds, reader, [&](int64_t i, int r) {
+    reader.Open(ds_plain.entry(i).path);
+    std::mt19937_64 rng = SampleRng(train_plain.seed, static_cast<uint64_t>(r), static_cast<uint64_t>(i));
+    reader.Decode(ds_plain.TrainFrameIndices(reader.info().num_frames, rng));
+  });
+  PrintRow("decode floor (train)", floor, -1, "not measured: a floor, not a loader");
   const PathResult tp = Measure(n, o.rounds, reader, [&](int64_t i, int r) { ds_plain.Load(i, r, reader); });
   PrintRow("train", tp, RunPyav(o, "train", train_plain, &why), why);
+  std::cout << std::setprecision(2) << "train path / decode floor: " << floor.clips_per_s / tp.clips_per_s
+            << "x the floor's time (goal <= 1.5x)\n";
   if (!train.auto_augment.empty()) {
     VideoClipDataset ds_aug(train);
     const PathResult ta = Measure(n, o.rounds, reader, [&](int64_t i, int r) { ds_aug.Load(i, r, reader); });

@@ -4,6 +4,7 @@
 
 #include <array>
 #include <cstdint>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -55,6 +56,10 @@ class VideoClipDataset {
   // with V = spatial x temporal views, ordered as the official code does (for each spatial crop,
   // every temporal view).
   at::Tensor Load(int64_t index, uint64_t step, VideoReader& reader) const;
+
+  // The training frame indices for a video of `len` frames: the first draw Load makes from the
+  // sample's generator (dense or TSN). For benchmarks that decode only what a clip needs.
+  std::vector<int64_t> TrainFrameIndices(int64_t len, std::mt19937_64& rng) const;
 
  private:
   at::Tensor LoadOnce(int64_t index, uint64_t step, VideoReader& reader) const;
