@@ -15,6 +15,59 @@ torch::Tensor Normalize(const torch::Tensor& frames, const std::array<float, 3>&
   return (frames.permute({3, 0, 1, 2}).to(torch::kFloat).div_(255.0f) - m).div_(s);
 }
 
+// The window `box` of uint8 frames [N, H, W, 3] resized to out_h x out_w as F.interpolate(bilinear,
+// align_corners=False) resizes (no antialias; source index max(0, (dst + 0.5) * in / out - 0.5)),
+// normalized, as float [3, N, box.h, box.w]. Computing only the window skips the pixels the centre
+// crop throws away; reading uint8 directly skips a float copy of every frame; and normalizing the
+// result (bilinear weights sum to one) touches the cropped pixels only, once.
+torch::Tensor ResizeWindow(const torch::Tensor& frames, int64_t out_h, int64_t out_w, const CropBox& box,
+                           const std::array<float, 3>& mean, const std::array<float, 3>& std) {
+  const int64_t n = frames.size(0), in_h = frames.size(1), in_w = frames.size(2);
+  struct Tap {
+    int64_t i0, i1;
+    float l0, l1;
+  };
+  auto taps = [](int64_t in, int64_t out, int64_t first, int64_t count) {
+    const float scale = static_cast<float>(in) / static_cast<float>(out);
+    std::vector<Tap> t(count);
+    for (int64_t k = 0; k < count; ++k) {
+      const float src = std::max(0.0f, scale * (static_cast<float>(first + k) + 0.5f) - 0.5f);
+      const int64_t i0 = static_cast<int64_t>(src);
+      const float l1 = src - static_cast<float>(i0);
+      t[k] = {i0, i0 + (i0 < in - 1 ? 1 : 0), 1.0f - l1, l1};
+    }
+    return t;
+  };
+  const auto rows = taps(in_h, out_h, box.y, box.h), cols = taps(in_w, out_w, box.x, box.w);
+  auto out = torch::empty({3, n, box.h, box.w}, torch::kFloat);
+  const auto src = frames.contiguous();
+  const uint8_t* s = src.data_ptr<uint8_t>();
+  float* d = out.data_ptr<float>();
+  const int64_t plane = box.h * box.w;
+  float gain[3], offset[3];  // (v / 255 - mean) / std as one multiply-add
+  for (int ch = 0; ch < 3; ++ch) {
+    gain[ch] = 1.0f / (255.0f * std[ch]);
+    offset[ch] = -mean[ch] / std[ch];
+  }
+  for (int64_t f = 0; f < n; ++f) {
+    const uint8_t* frame = s + f * in_h * in_w * 3;
+    for (int64_t y = 0; y < box.h; ++y) {
+      const Tap& r = rows[y];
+      const uint8_t* row0 = frame + r.i0 * in_w * 3;
+      const uint8_t* row1 = frame + r.i1 * in_w * 3;
+      for (int64_t x = 0; x < box.w; ++x) {
+        const Tap& c = cols[x];
+        for (int64_t ch = 0; ch < 3; ++ch) {
+          const float top = c.l0 * row0[c.i0 * 3 + ch] + c.l1 * row0[c.i1 * 3 + ch];
+          const float bottom = c.l0 * row1[c.i0 * 3 + ch] + c.l1 * row1[c.i1 * 3 + ch];
+          d[(ch * n + f) * plane + y * box.w + x] = (r.l0 * top + r.l1 * bottom) * gain[ch] + offset[ch];
+        }
+      }
+    }
+  }
+  return out;
+}
+
 // Runs `load` once more if the reader found that a file's decoded frames differ from what its
 // packets promised: the frame indices were drawn from a wrong count, and the reader now knows the
 // true one (evl/video_reader.h).
@@ -38,32 +91,35 @@ torch::Tensor LoadTestViewsOnce(const std::string& path, const ClipDatasetOption
   all.erase(std::unique(all.begin(), all.end()), all.end());
   int64_t h = 0, w = 0;
   ShortSideResize(reader.info().height, reader.info().width, o_.spatial_size, &h, &w);
-  torch::Tensor decoded;
-  if (o_.swscale_eval_resize) {
-    // Resized by swscale while converting: ~2x faster, but its bilinear filter antialiases, so the
-    // pixels differ from the official ones (docs/data.md).
-    decoded = Normalize(reader.Decode(all, static_cast<int>(h), static_cast<int>(w)), o_.mean, o_.std);
-  } else {
-    // The official transform: native-size RGB, float, normalize, then F.interpolate(bilinear,
-    // align_corners=False), which does not antialias. Bilinear weights sum to one, so normalizing
-    // after the resize gives the same values up to float rounding, on far fewer pixels.
-    const auto resized = torch::nn::functional::interpolate(reader.Decode(all).permute({3, 0, 1, 2}).to(torch::kFloat),
-                                                            torch::nn::functional::InterpolateFuncOptions()
-                                                                .size(std::vector<int64_t>{h, w})
-                                                                .mode(torch::kBilinear)
-                                                                .align_corners(false));
-    decoded = Normalize(resized.permute({1, 2, 3, 0}), o_.mean, o_.std);
-  }
-  std::vector<torch::Tensor> out;
   const auto crops = TestSpatialCrops(h, w, o_.crop_size, o_.num_spatial_views);
-  for (const auto& box : crops) {
+  // Each crop of the frames resized to h x w, [3, N, crop, crop], normalized.
+  std::vector<torch::Tensor> cropped;
+  if (o_.swscale_eval_resize) {
+    // Resized by swscale while converting; its bilinear filter antialiases, so the pixels differ
+    // from the official ones (docs/data.md).
+    const auto decoded = Normalize(reader.Decode(all, static_cast<int>(h), static_cast<int>(w)), o_.mean, o_.std);
+    for (const auto& box : crops) cropped.push_back(decoded.narrow(2, box.y, box.h).narrow(3, box.x, box.w));
+  } else {
+    // The official transform: native-size RGB, float, normalize, F.interpolate(bilinear,
+    // align_corners=False), crop. Bilinear weights sum to one, so normalizing after the resize
+    // gives the same values up to float rounding; and only the cropped window is computed.
+    const auto frames = reader.Decode(all);
+    for (const auto& box : crops) cropped.push_back(ResizeWindow(frames, h, w, box, o_.mean, o_.std));
+  }
+  // [V, 3, T, crop, crop]: for each spatial crop, every temporal view (the official order).
+  const auto& first = cropped.front();
+  auto out = torch::empty({static_cast<int64_t>(cropped.size() * views.size()), 3, o_.num_frames, first.size(2),
+                           first.size(3)},
+                          torch::kFloat);
+  int64_t k = 0;
+  for (const auto& c : cropped) {
     for (const auto& v : views) {
-      std::vector<int64_t> pos;
-      for (int64_t f : v) pos.push_back(std::lower_bound(all.begin(), all.end(), f) - all.begin());
-      out.push_back(decoded.index_select(1, torch::tensor(pos)).narrow(2, box.y, box.h).narrow(3, box.x, box.w));
+      for (int64_t t = 0; t < static_cast<int64_t>(v.size()); ++t)
+        out[k].select(1, t).copy_(c.select(1, std::lower_bound(all.begin(), all.end(), v[t]) - all.begin()));
+      ++k;
     }
   }
-  return torch::stack(out).contiguous();
+  return out;
 }
 
 }  // namespace
