@@ -98,7 +98,7 @@ TEST(DataPixels, TestViewsEqualTheOfficialTransform) {
 
 // The training path (dense 8x16, random resized crop, normalize; no RandAugment, no flip as in the
 // official loader) against the official formula on PyAV's frames, with evl's own random draws
-// replayed: SampleRng(seed, step, index), the start, then the crop box (VideoClipDataset::Load's order).
+// replayed: SampleRng(seed, step, index), the frame indices, then the crop box (Load's order).
 TEST(DataPixels, TrainClipEqualsTheOfficialTransformOnTheSameDraws) {
   const std::string dir = ScratchDir("train_pixels");
   RunCommand("echo 'pal_768x576.mp4 0' > " + dir + "/list.txt");
@@ -114,9 +114,7 @@ TEST(DataPixels, TrainClipEqualsTheOfficialTransformOnTheSameDraws) {
   for (uint64_t step : {0, 5}) {
     const auto got = ds.Load(0, step, reader);
     std::mt19937_64 rng = SampleRng(o.seed, step, 0);
-    const int64_t len = reader.info().num_frames;
-    const int64_t start = std::uniform_int_distribution<int64_t>(0, DenseStartRange(len, 8, 16) - 1)(rng);
-    const auto idx = DenseTrainIndices(len, 8, 16, start);
+    const auto idx = ds.TrainFrameIndices(reader.info().num_frames, rng);
     const CropBox box = RandomResizedCropBox(576, 768, o.min_scale, 1.0, 3.0 / 4.0, 4.0 / 3.0, rng);
     std::string cmd = std::string(EVL_PYTHON) + " " + EVL_SOURCE_DIR + "/tests/fixtures/official_train_clip.py " +
                       kCorpus + "/pal_768x576.mp4 " + dir + "/ref.npy 224 " + std::to_string(box.y) + " " +
