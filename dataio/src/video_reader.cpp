@@ -11,6 +11,7 @@ extern "C" {
 
 #include <algorithm>
 #include <chrono>
+#include <functional>
 #include <map>
 #include <set>
 
@@ -113,6 +114,24 @@ struct VideoReader::State {
     if ((rc = avcodec_open2(dec, codec, nullptr)) < 0) Fail("cannot open decoder (" + AvError(rc) + ")");
   }
 
+  // Sends `p` (nullptr: end of stream) to the decoder, then hands every frame it returns (in
+  // `frame`) with its key to `on_frame`.
+  void SendAndDrain(const AVPacket* p, const std::function<void(int64_t key)>& on_frame) {
+    auto t0 = Clock::now();
+    avcodec_send_packet(dec, p);
+    stats.decode_s += Since(t0);
+    if (p) ++stats.packets;
+    while (true) {
+      t0 = Clock::now();
+      const int rc = avcodec_receive_frame(dec, frame);
+      stats.decode_s += Since(t0);
+      if (rc < 0) return;
+      ++stats.frames_decoded;
+      on_frame(FrameKey(frame));
+      av_frame_unref(frame);
+    }
+  }
+
   // The official loop: every frame of the stream from the start, none skipped; `on_frame` sees
   // each decoded frame (in `frame`) with its key. The file is opened anew rather than sought to
   // its start: after a seek some demuxers (AVI with B-frames) no longer give packets a pts, and
@@ -120,30 +139,12 @@ struct VideoReader::State {
   void DecodeFromStart(const std::function<void(int64_t key)>& on_frame) {
     avcodec_free_context(&dec);
     avformat_close_input(&fmt);
-    OpenInput();
-    auto drain = [&] {
-      while (true) {
-        auto t0 = Clock::now();
-        const int rc = avcodec_receive_frame(dec, frame);
-        stats.decode_s += Since(t0);
-        if (rc < 0) return;
-        ++stats.frames_decoded;
-        on_frame(FrameKey(frame));
-        av_frame_unref(frame);
-      }
-    };
+    OpenInput();  // a fresh decoder: nothing skipped
     while (av_read_frame(fmt, pkt) >= 0) {
-      if (pkt->stream_index == stream) {
-        auto t0 = Clock::now();
-        avcodec_send_packet(dec, pkt);
-        stats.decode_s += Since(t0);
-        ++stats.packets;
-        drain();
-      }
+      if (pkt->stream_index == stream) SendAndDrain(pkt, on_frame);
       av_packet_unref(pkt);
     }
-    avcodec_send_packet(dec, nullptr);
-    drain();
+    SendAndDrain(nullptr, on_frame);
   }
 
   // The frame order the official loader sees: keys of all decoded frames, sorted, duplicates once.
@@ -251,33 +252,25 @@ at::Tensor VideoReader::Decode(const std::vector<int64_t>& indices, int out_h, i
            s.keyframes.begin();
   };
 
-  // Decodes the frames of `group` (pts) from the keyframe before its first one.
-  auto run = [&](const std::set<int64_t>& group, bool from_start) {
+  // Decodes the frames of `group` (pts) from the keyframe before its first one. False if a frame
+  // was not where the packets put it.
+  auto run = [&](const std::set<int64_t>& group) {
     const int64_t first = *group.begin();
     size_t found = 0;
     auto it = std::upper_bound(s.keyframes.begin(), s.keyframes.end(), std::make_pair(first, INT64_MAX));
     const auto& kf = it == s.keyframes.begin() ? s.keyframes.front() : *std::prev(it);
-    const int64_t target = from_start || kf.second == AV_NOPTS_VALUE ? INT64_MIN : kf.second;
+    const int64_t target = kf.second == AV_NOPTS_VALUE ? INT64_MIN : kf.second;
     if (target == INT64_MIN)
       avformat_seek_file(s.fmt, s.stream, INT64_MIN, INT64_MIN, INT64_MIN, AVSEEK_FLAG_BACKWARD);
     else
       av_seek_frame(s.fmt, s.stream, target, AVSEEK_FLAG_BACKWARD);
     avcodec_flush_buffers(s.dec);
     bool overshot = false, eof = false;
-    auto drain = [&]() {
-      while (true) {
-        auto t0 = Clock::now();
-        int rc = avcodec_receive_frame(s.dec, s.frame);
-        s.stats.decode_s += Since(t0);
-        if (rc < 0) return;
-        ++s.stats.frames_decoded;
-        const int64_t pts = FrameKey(s.frame);
-        if (found == 0 && pts != AV_NOPTS_VALUE && pts > first) overshot = true;
-        if (group.count(pts) && !got.count(pts)) {
-          got[pts] = s.Convert(out_h, out_w);
-          ++found;
-        }
-        av_frame_unref(s.frame);
+    auto take = [&](int64_t pts) {
+      if (found == 0 && pts != AV_NOPTS_VALUE && pts > first) overshot = true;
+      if (group.count(pts) && !got.count(pts)) {
+        got[pts] = s.Convert(out_h, out_w);
+        ++found;
       }
     };
     while (found < group.size() && !overshot) {
@@ -290,18 +283,13 @@ at::Tensor VideoReader::Decode(const std::vector<int64_t>& indices, int out_h, i
         const int64_t pts = s.pkt->pts != AV_NOPTS_VALUE ? s.pkt->pts : s.pkt->dts;
         // A frame no one asked for may be skipped if nothing refers to it.
         s.dec->skip_frame = group.count(pts) ? AVDISCARD_DEFAULT : AVDISCARD_NONREF;
-        auto t0 = Clock::now();
-        avcodec_send_packet(s.dec, s.pkt);
-        s.stats.decode_s += Since(t0);
-        ++s.stats.packets;
-        drain();
+        s.SendAndDrain(s.pkt, take);
       }
       av_packet_unref(s.pkt);
     }
     if (eof && found < group.size()) {
       s.dec->skip_frame = AVDISCARD_DEFAULT;
-      avcodec_send_packet(s.dec, nullptr);
-      drain();
+      s.SendAndDrain(nullptr, take);
     }
     return !overshot && found == group.size();
   };
@@ -317,7 +305,7 @@ at::Tensor VideoReader::Decode(const std::vector<int64_t>& indices, int out_h, i
   }
   bool ok = !s.sequential;
   if (ok)
-    for (const auto& g : groups) ok = ok && run(g, false);
+    for (const auto& g : groups) ok = ok && run(g);
   if (!ok || got.size() < want.size()) {
     // The fast path could not place every frame with certainty: decode like the official loader,
     // where a later frame with the same key replaces an earlier one.
