@@ -188,6 +188,27 @@ TEST(Launch, ForwardsFailureExitStatus) {
   EXPECT_NE(r.output.find("model.num_frames"), std::string::npos) << r.output;
 }
 
+TEST(Tensorboard, AZeroValueIsWrittenAndReadBack) {
+  const std::string d = ScratchDir("tb_zero");
+  std::string path;
+  {
+    TensorBoardWriter tb(d);
+    tb.AddScalar("eval/top1", 0.0f, 3);
+    tb.AddScalar("train/loss", 1.5f, 3);
+    tb.Flush();
+    path = tb.path();
+  }
+  // On the wire: field 2 (simple_value, fixed32) with four zero bytes, as TensorBoard needs it.
+  std::ifstream in(path, std::ios::binary);
+  const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_NE(bytes.find(std::string("eval/top1") + std::string("\x15\0\0\0\0", 5)), std::string::npos);
+  const auto scalars = ReadTensorBoardScalars(path);
+  ASSERT_EQ(scalars.size(), 2u);
+  EXPECT_EQ(scalars[0].tag, "eval/top1");
+  EXPECT_EQ(scalars[0].value, 0.0f);
+  EXPECT_EQ(scalars[0].step, 3);
+}
+
 TEST(Tensorboard, Crc32cKnownValue) {
   // RFC 3720 test vector: 32 bytes of zeros.
   std::string zeros(32, '\0');

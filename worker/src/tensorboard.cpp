@@ -126,7 +126,8 @@ std::vector<ScalarEvent> ReadTensorBoardScalars(const std::string& path) {
     tb::Event e;
     if (!e.ParseFromString(data)) throw std::runtime_error(path + ": record is not an Event");
     if (e.has_summary())
-      for (const auto& v : e.summary().value()) out.push_back({v.tag(), v.simple_value(), e.step()});
+      for (const auto& v : e.summary().value())
+        if (v.value_case() == tb::SummaryValue::kSimpleValue) out.push_back({v.tag(), v.simple_value(), e.step()});
   }
   return out;
 }
