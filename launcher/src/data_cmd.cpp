@@ -38,11 +38,10 @@ int RunDataProbe(const ConfigFlags& flags, const std::string& list, const std::s
   for (int64_t i = 0; i < train_set.size(); ++i) {
     const std::string& path = train_set.entry(i).path;
     try {
-      reader.Open(path);
-      const VideoInfo info = reader.info();
-      train_set.Load(i, 0, reader);
+      train_set.Load(i, 0, reader);  // each Load opens the file itself
       eval_set.Load(i, 0, reader);
-      std::cout << path << ": " << reader.info().num_frames << " frames, " << info.fps << " fps, " << info.codec << ", "
+      const VideoInfo& info = reader.info();
+      std::cout << path << ": " << info.num_frames << " frames, " << info.fps << " fps, " << info.codec << ", "
                 << info.width << "x" << info.height << ", ok\n";
     } catch (const std::exception& err) {
       ++bad;

@@ -4,6 +4,8 @@
 #include <set>
 #include <stdexcept>
 
+#include "evl/runtime_info.h"
+
 namespace evl {
 
 std::string ChooseDevice(const DeviceFacts& f) {
@@ -33,6 +35,15 @@ std::string ChooseDevice(const DeviceFacts& f) {
                              " ranks per node, or bind one GPU to each task");
   }
   return "cuda:" + std::to_string(f.local_rank);
+}
+
+DeviceFacts ProcessDeviceFacts(DeviceRequest request) {
+  DeviceFacts f;
+  f.request = request;
+  f.torch_built_with_cuda = TorchBuiltWithCuda();
+  f.visible_gpus = TorchCudaAvailable() ? TorchCudaDeviceCount() : 0;
+  f.gpu_request = GpuRequestFromEnv();
+  return f;
 }
 
 std::string GpuRequestFromEnv() {

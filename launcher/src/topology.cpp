@@ -70,15 +70,11 @@ Topology InitTopology(int* argc, char*** argv, int requested_threads, DeviceRequ
                                std::to_string(value) + " but " + var + "=" + std::to_string(env) +
                                " (launch one task per GPU with srun --mpi=pmix or mpirun, not both)");
   }
-  DeviceFacts facts;
-  facts.request = device;
-  facts.torch_built_with_cuda = TorchBuiltWithCuda();
-  facts.visible_gpus = device == DeviceRequest::kCpu || !TorchCudaAvailable() ? 0 : TorchCudaDeviceCount();
+  DeviceFacts facts = ProcessDeviceFacts(device);
   facts.local_rank = t.local_rank;
   facts.local_world = t.local_world;
   for (int r = 0; r < t.local_world; ++r) facts.local_visible_devices.emplace_back(&all_cvd[static_cast<size_t>(r) * kCvd]);
   facts.slurm_gpus_on_node = srun_tasks ? EnvInt("SLURM_GPUS_ON_NODE", -1) : -1;
-  facts.gpu_request = GpuRequestFromEnv();
   try {
     t.device = ChooseDevice(facts);
   } catch (const std::exception& e) {

@@ -47,14 +47,7 @@ DeviceRequest DeviceRequestOf(const EvlConfig& config) {
   }
 }
 
-std::string SingleProcessDevice(const EvlConfig& config) {
-  DeviceFacts facts;
-  facts.request = DeviceRequestOf(config);
-  facts.torch_built_with_cuda = TorchBuiltWithCuda();
-  facts.visible_gpus = TorchCudaAvailable() ? TorchCudaDeviceCount() : 0;
-  facts.gpu_request = GpuRequestFromEnv();
-  return ChooseDevice(facts);
-}
+std::string SingleProcessDevice(const EvlConfig& config) { return ChooseDevice(ProcessDeviceFacts(DeviceRequestOf(config))); }
 
 namespace {
 

@@ -3,16 +3,11 @@
 #include "arrival_board.h"
 #include "collective_queue.h"
 
-#include <glog/logging.h>
 #include <mpi.h>
 #include <torch/torch.h>
 
-#include <chrono>
-#include <condition_variable>
-#include <deque>
+#include <cstring>
 #include <functional>
-#include <mutex>
-#include <thread>
 
 namespace evl {
 

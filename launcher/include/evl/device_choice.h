@@ -35,6 +35,10 @@ inline constexpr const char* kUnset = "<unset>";
 // Returns "cpu" or "cuda:K". Throws std::runtime_error naming the rule that refused.
 std::string ChooseDevice(const DeviceFacts& facts);
 
+// The facts of this process (LibTorch's CUDA build and devices, GpuRequestFromEnv) for `request`,
+// as one rank alone on its node; the topology adds the node's other ranks.
+DeviceFacts ProcessDeviceFacts(DeviceRequest request);
+
 // The reason, if any, that this process's environment says GPUs were requested: Slurm's
 // SLURM_GPUS_ON_NODE/SLURM_JOB_GPUS/SLURM_STEP_GPUS (what `evl submit --gpus-per-node` leads to),
 // or a CUDA_VISIBLE_DEVICES naming devices. "" when none does.
