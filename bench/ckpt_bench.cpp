@@ -14,7 +14,8 @@
 #include <vector>
 
 #include "config.h"
-#include "evl/checkpoint.h"
+#include "evl/file_util.h"
+#include "evl/checkpoint_manager.h"
 #include "evl/model_factory.h"
 
 namespace {

@@ -366,6 +366,48 @@ EvlConfig LoadEffectiveConfig(const std::string& path, const std::vector<std::st
   return config;
 }
 
+namespace {
+
+std::string FieldValueText(const pb::Message& m, const pb::FieldDescriptor* f) {
+  std::string out;
+  if (f->is_repeated()) {
+    const int n = m.GetReflection()->FieldSize(m, f);
+    out = "[";
+    for (int i = 0; i < n; ++i) {
+      std::string v;
+      pb::TextFormat::PrintFieldValueToString(m, f, i, &v);
+      out += (i ? ", " : "") + v;
+    }
+    return out + "]";
+  }
+  pb::TextFormat::PrintFieldValueToString(m, f, -1, &out);
+  return out;
+}
+
+void CompareForResume(const pb::Message& a, const pb::Message& b, const std::string& prefix,
+                      std::vector<std::string>* diffs) {
+  const pb::Descriptor* d = a.GetDescriptor();
+  for (int i = 0; i < d->field_count(); ++i) {
+    const pb::FieldDescriptor* f = d->field(i);
+    if (f->options().GetExtension(resume_may_change)) continue;
+    const std::string name = prefix + f->name();
+    if (f->cpp_type() == pb::FieldDescriptor::CPPTYPE_MESSAGE && !f->is_repeated()) {
+      CompareForResume(a.GetReflection()->GetMessage(a, f), b.GetReflection()->GetMessage(b, f), name + ".", diffs);
+      continue;
+    }
+    const std::string va = FieldValueText(a, f), vb = FieldValueText(b, f);
+    if (va != vb) diffs->push_back(name + ": " + va + " -> " + vb);
+  }
+}
+
+}  // namespace
+
+std::vector<std::string> ResumeConfigDifferences(const EvlConfig& saved, const EvlConfig& now) {
+  std::vector<std::string> diffs;
+  CompareForResume(saved, now, "", &diffs);
+  return diffs;
+}
+
 std::string ConfigToText(const pb::Message& config) {
   pb::TextFormat::Printer printer;
   printer.SetUseShortRepeatedPrimitives(true);

@@ -42,6 +42,11 @@ const char* DefaultConfigText();
 // Text format, one field per line, stable across runs (used for round trips and checkpoints).
 std::string ConfigToText(const google::protobuf::Message& config);
 
+// Differences between a checkpoint's saved config and the new one in fields that change the math of
+// training, as "a.b.c: old -> new" lines: every field except those marked (resume_may_change) in
+// evl_config.proto, so a field added later is compared by default.
+std::vector<std::string> ResumeConfigDifferences(const EvlConfig& saved, const EvlConfig& now);
+
 struct BackbonePreset {
   const char* name;
   int width, layers, heads, patch_size, input_size;

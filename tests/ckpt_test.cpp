@@ -10,7 +10,7 @@
 #include <sys/stat.h>
 
 #include "test_paths.h"
-#include "evl/checkpoint.h"
+#include "evl/checkpoint_manager.h"
 #include "evl/npy.h"
 #include "evl/weights.h"
 #include "test_util.h"
@@ -142,17 +142,6 @@ std::string TrainArgs(const std::string& dir, int steps) {
          " --set data.auto_augment=rand-m7-n4-mstd0.5-inc1 --set train.run_dir=" + dir;
 }
 
-std::vector<std::string> LossLines(const std::string& dir) {
-  std::ifstream in(dir + "/metrics.jsonl");
-  std::vector<std::string> out;
-  std::regex re("\"step\": (\\d+), \"loss\": ([-0-9.e+]+)");
-  for (std::string line; std::getline(in, line);) {
-    std::smatch m;
-    if (std::regex_search(line, m, re)) out.push_back(m[1].str() + " " + m[2].str());
-  }
-  return out;
-}
-
 class ExactResume : public ::testing::TestWithParam<std::pair<int, int>> {};
 
 TEST_P(ExactResume, StopAtHalfAndResumeEqualsUninterrupted) {
@@ -169,17 +158,18 @@ TEST_P(ExactResume, StopAtHalfAndResumeEqualsUninterrupted) {
   auto c = RunCommand(launch(np_second) + kEvl + " train" + TrainArgs(split, 12));  // auto_resume
   ASSERT_EQ(c.status, 0) << c.output;
   EXPECT_NE(c.output.find("resumed from"), std::string::npos) << c.output;
-  auto la = LossLines(straight), lc = LossLines(split);
+  auto la = StepLosses(straight), lc = StepLosses(split);
   ASSERT_EQ(la.size(), 12u);
   ASSERT_EQ(lc.size(), 12u);
   auto pa = ReadNpy(straight + "/final_params.npy"), pc = ReadNpy(split + "/final_params.npy");
   if (np_first == np_second) {
-    EXPECT_EQ(la, lc);  // bitwise: same printed digits at every step
+    EXPECT_EQ(la, lc);  // bitwise: every step's loss, written with round-trip precision
     EXPECT_TRUE(torch::equal(pa, pc));
   } else {
-    // Another world size sums in another order: equal up to rounding (and, for the
-    // zero-gradient k_proj biases, AdamW steps; see train_test) after the switch.
-    for (size_t i = 0; i < 6; ++i) EXPECT_EQ(la[i].substr(0, 1), lc[i].substr(0, 1));
+    // Another world size sums in another order: equal up to rounding before the switch, and close
+    // after it (the zero-gradient k_proj biases take AdamW steps from rounding noise; train_test).
+    for (size_t i = 0; i < la.size(); ++i)
+      EXPECT_NEAR(lc[i], la[i], (i < 6 ? 1e-5 : 2e-3) * std::abs(la[i])) << "step " << i;
     EXPECT_LE(((pa - pc).abs().max()).item<double>(), 2e-2);
   }
 }
@@ -194,8 +184,8 @@ TEST(Resume, ChangedMathConfigIsRefusedUnlessForced) {
   auto b = RunCommand(kEvl + " train" + TrainArgs(dir, 6) + " --set train.lr=0.5");
   EXPECT_NE(b.status, 0);
   EXPECT_NE(b.output.find("refusing to resume"), std::string::npos) << b.output;
-  EXPECT_NE(b.output.find("lr: 0.5"), std::string::npos) << b.output;
-  EXPECT_NE(b.output.find("num_steps: 6"), std::string::npos) << b.output;
+  EXPECT_NE(b.output.find("train.lr: 0.0004 -> 0.5"), std::string::npos) << b.output;
+  EXPECT_NE(b.output.find("train.num_steps: 4 -> 6"), std::string::npos) << b.output;
   auto c = RunCommand(kEvl + " train" + TrainArgs(dir, 6) + " --set train.lr=0.5 --force-resume");
   EXPECT_EQ(c.status, 0) << c.output;
 }
@@ -214,6 +204,20 @@ TEST(Crash, KillDuringCheckpointWriteKeepsThePreviousOne) {
   EXPECT_EQ(FindNewestValidCheckpoint(dir, nullptr), CheckpointPath(dir, 4));
   auto r = RunCommand(kEvl + " train" + TrainArgs(dir, 1000) + " --set train.save_freq=4 --set train.num_steps=6 --force-resume");
   EXPECT_NE(r.output.find("ckpt-00000004"), std::string::npos) << r.output;
+}
+
+// The other rank waits in a collective while rank 0 writes the stop checkpoint. That wait used the
+// stall timeout of every collective, so a save slower than it aborted the job; it has its own
+// deadline now (dist.checkpoint_timeout_s).
+TEST(Resume, AStopCheckpointSlowerThanTheStallTimeoutIsWaitedFor) {
+  const std::string dir = ScratchDir("slow_stop_save");
+  auto r = RunCommand(kMpirun + "-np 2 -x EVL_TEST_SIGNAL_AT_STEP=2 -x EVL_TEST_SLOW_CHECKPOINT_MS=60 " + kEvl +
+                      " train" + TrainArgs(dir, 12) + " --set dist.stall_timeout_s=5");
+  EXPECT_EQ(r.status, 75) << r.output;
+  EXPECT_NE(r.output.find("stop signal: checkpoint saved"), std::string::npos) << r.output;
+  EXPECT_TRUE(Exists(CheckpointPath(dir, 3))) << r.output;
+  const auto saved = ReadCheckpointFile(CheckpointPath(dir, 3));
+  EXPECT_GT(saved.tensors.size() * 0.06, 5.0) << "the save must outlast the stall timeout for this test to mean anything";
 }
 
 TEST(CkptCli, InspectAndVerify) {

@@ -7,6 +7,7 @@
 #include <malloc.h>
 
 #include <chrono>
+#include <filesystem>
 #include <fstream>
 
 #include "test_paths.h"
@@ -85,6 +86,30 @@ INSTANTIATE_TEST_SUITE_P(Codecs, FrameAccuracy,
 // fresh allocation with a given byte, so an encoder that reads memory it never wrote shows up as
 // two different files (libx264's MB-tree did, which made `evl train`'s synthetic data differ from
 // `evl data synth`'s).
+int OpenDescriptors() {
+  int n = 0;
+  for ([[maybe_unused]] const auto& e : std::filesystem::directory_iterator("/proc/self/fd")) ++n;
+  return n;
+}
+
+// A container that takes no video fails in avformat_write_header, after the file was opened: the
+// descriptor, the FFmpeg contexts and the empty file used to stay behind.
+TEST(VideoWriter, AFailedOpenLeaksNoDescriptorAndLeavesNoFile) {
+  const std::string dir = ScratchDir("writer_fail");
+  const int before = OpenDescriptors();
+  for (int i = 0; i < 5; ++i) {
+    const std::string path = dir + "/clip" + std::to_string(i) + ".wav";
+    try {
+      VideoWriter w(path, VideoWriterOptions{});
+      FAIL() << "a .wav took H.264";
+    } catch (const DataError& e) {
+      EXPECT_NE(std::string(e.what()).find(path), std::string::npos) << e.what();
+    }
+    EXPECT_FALSE(std::filesystem::exists(path)) << path << " left behind";
+  }
+  EXPECT_EQ(OpenDescriptors(), before);
+}
+
 TEST(Synth, SameBytesWhateverTheHeapHeld) {
   std::vector<std::string> hashes;
   for (int perturb : {0x55, 0xaa}) {
@@ -257,6 +282,30 @@ TEST(Loader, MostlyBrokenDatasetAbortsClearly) {
     FAIL() << "no error";
   } catch (const DataError& e) {
     EXPECT_NE(std::string(e.what()).find("most videos fail"), std::string::npos) << e.what();
+  }
+}
+
+// An exception other than DataError in a loader thread (here: a sampler bug handing out an index
+// past the list) used to escape the thread and terminate the process without a word.
+TEST(Loader, AnUnexpectedErrorInALoaderThreadEndsTheRunNamingTheSample) {
+  const std::string dir = ScratchDir("loader_unexpected");
+  SynthOptions o;
+  o.out_dir = dir;
+  o.videos = 4;
+  o.val_fraction = 0;
+  WriteSynthDataset(o);
+  auto ds = std::make_shared<VideoClipDataset>(SmallOptions(dir + "/train.txt", dir, true));
+  Loader loader(ds, [](int64_t) { return std::vector<int64_t>{0, 1, 99}; }, 0, 3, 2, 1);
+  Batch b;
+  try {
+    while (loader.Next(&b)) {
+    }
+    FAIL() << "no error";
+  } catch (const DataError& e) {
+    FAIL() << "reported as a data problem: " << e.what();
+  } catch (const std::exception& e) {
+    EXPECT_NE(std::string(e.what()).find("index 99"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("step 0"), std::string::npos) << e.what();
   }
 }
 

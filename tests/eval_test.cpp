@@ -120,13 +120,9 @@ TEST(DistributedEval, CorruptVideoIsReportedAndCounted) {
 
 TEST(DistributedEval, CheckpointEvaluationMatchesTheTrainingLog) {
   const EvalSetup& s = Prepared();
-  std::ifstream in(s.dir + "/metrics.jsonl");
-  std::regex re("\"eval_step\": 30, \"top1\": ([0-9.]+)");
   double logged = -1;
-  for (std::string line; std::getline(in, line);) {
-    std::smatch m;
-    if (std::regex_search(line, m, re)) logged = std::stod(m[1]);
-  }
+  for (const auto& j : ReadMetrics(s.dir, "eval_step"))
+    if (j["eval_step"] == 30) logged = j["top1"].get<double>();
   ASSERT_GE(logged, 0) << "no evaluation in the training log";
   const std::string out = ScratchDir("eval_log_" + std::to_string(getpid()));
   auto r = RunCommand(kMpirun + "-np 2 " + kEvl + " eval" + s.data_flags +

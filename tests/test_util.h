@@ -1,9 +1,13 @@
 // Helpers for tests that run the `evl` binary or write scratch files.
 #pragma once
 
+#include <nlohmann/json.hpp>
+
 #include <array>
 #include <cstdio>
+#include <fstream>
 #include <string>
+#include <vector>
 
 #include <unistd.h>
 
@@ -43,6 +47,24 @@ inline std::string SharedSynthData(const std::string& evl_bin) {
     return d;
   }();
   return " --set data.train_list=" + dir + "/train.txt --set data.val_list=" + dir + "/val.txt --set data.data_root=" + dir;
+}
+
+// RUN_DIR/metrics.jsonl, one object per line: the training steps ({"step", "loss", ...}) when
+// `key` is "step", the evaluations ({"eval_step", "top1", ...}) when it is "eval_step".
+inline std::vector<nlohmann::json> ReadMetrics(const std::string& run_dir, const std::string& key = "step") {
+  std::ifstream in(run_dir + "/metrics.jsonl");
+  std::vector<nlohmann::json> out;
+  for (std::string line; std::getline(in, line);) {
+    auto j = nlohmann::json::parse(line);
+    if (j.contains(key)) out.push_back(std::move(j));
+  }
+  return out;
+}
+
+inline std::vector<double> StepLosses(const std::string& run_dir) {
+  std::vector<double> losses;
+  for (const auto& j : ReadMetrics(run_dir)) losses.push_back(j["loss"].get<double>());
+  return losses;
 }
 
 }  // namespace evl::test

@@ -11,6 +11,7 @@
 #include <regex>
 
 #include "test_paths.h"
+#include "evl/crc32c.h"
 #include "evl/npy.h"
 #include "evl/loss_scaler.h"
 #include "evl/tensorboard.h"
@@ -31,26 +32,9 @@ std::string SmallRun(const std::string& dir) {
          " --set train.run_dir=" + dir;
 }
 
-std::vector<double> StepLosses(const std::string& dir) {
-  std::ifstream in(dir + "/metrics.jsonl");
-  std::vector<double> losses;
-  std::regex re("\"step\": (\\d+), \"loss\": ([-0-9.e+]+)");
-  for (std::string line; std::getline(in, line);) {
-    std::smatch m;
-    if (std::regex_search(line, m, re)) losses.push_back(std::stod(m[2]));
-  }
-  return losses;
-}
-
 double LastEvalTop1(const std::string& dir) {
-  std::ifstream in(dir + "/metrics.jsonl");
-  std::regex re("\"eval_step\": \\d+, \"top1\": ([0-9.]+)");
-  double top1 = -1;
-  for (std::string line; std::getline(in, line);) {
-    std::smatch m;
-    if (std::regex_search(line, m, re)) top1 = std::stod(m[1]);
-  }
-  return top1;
+  const auto evals = ReadMetrics(dir, "eval_step");
+  return evals.empty() ? -1 : evals.back()["top1"].get<double>();
 }
 
 TEST(Train, RankCountInvariance) {

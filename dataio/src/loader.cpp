@@ -96,20 +96,36 @@ void Loader::Work() {
       }
     }
     int64_t used = index;
-    at::Tensor clip = LoadWithReplacement(step, index, reader, &used);
-    at::Tensor row;
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      if (stop_) return;
-      Pending& p = pending_[step];  // stays put until Next() erases it, after the last row is in
-      if (!p.clips.defined()) {
-        std::vector<int64_t> sizes = clip.sizes().vec();
-        sizes.insert(sizes.begin(), static_cast<int64_t>(p.indices.size()));
-        p.clips = at::empty(sizes, clip.options().pinned_memory(pin_memory_));
+    // Anything but a DataError (handled by replacement) ends the run, naming the video: an
+    // exception escaping this thread would terminate the process without a word.
+    try {
+      at::Tensor clip = LoadWithReplacement(step, index, reader, &used);
+      at::Tensor row;
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        if (stop_) return;
+        Pending& p = pending_[step];  // stays put until Next() erases it, after the last row is in
+        if (!p.clips.defined()) {
+          std::vector<int64_t> sizes = clip.sizes().vec();
+          sizes.insert(sizes.begin(), static_cast<int64_t>(p.indices.size()));
+          p.clips = at::empty(sizes, clip.options().pinned_memory(pin_memory_));
+        }
+        row = p.clips.select(0, static_cast<int64_t>(slot));
       }
-      row = p.clips.select(0, static_cast<int64_t>(slot));
+      row.copy_(clip);  // outside the lock: each thread writes its own row
+    } catch (const std::exception& e) {
+      std::string video = "index " + std::to_string(used);
+      if (used >= 0 && used < dataset_->size()) video = "'" + dataset_->entry(used).path + "' (" + video + ")";
+      std::lock_guard<std::mutex> lock(mu_);
+      if (fatal_.empty()) {
+        fatal_ = "loading video " + video + " for step " + std::to_string(step) + " failed: " + e.what();
+        fatal_is_data_ = false;
+      }
+      stop_ = true;
+      ready_cv_.notify_all();
+      work_cv_.notify_all();
+      return;
     }
-    row.copy_(clip);  // outside the lock: each thread writes its own row
     std::lock_guard<std::mutex> lock(mu_);
     if (stop_) return;
     Pending& p = pending_[step];
@@ -126,7 +142,10 @@ bool Loader::Next(Batch* batch) {
     auto it = pending_.find(next_out_step_);
     return stop_ || (it != pending_.end() && it->second.remaining == 0);
   });
-  if (!fatal_.empty()) throw DataError(fatal_);
+  if (!fatal_.empty()) {
+    if (fatal_is_data_) throw DataError(fatal_);
+    throw std::runtime_error(fatal_);
+  }
   if (stop_) return false;
   Pending p = std::move(pending_[next_out_step_]);
   pending_.erase(next_out_step_);

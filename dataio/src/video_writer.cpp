@@ -1,5 +1,6 @@
 #include "evl/video_writer.h"
 
+#include <cstdio>
 #include <cstring>
 #include <vector>
 
@@ -27,6 +28,15 @@ struct VideoWriter::State {
   int64_t next_pts = 0;
   uint8_t* padded = nullptr;  // av_malloc: aligned for swscale
   bool closed = false;
+  bool file_created = false;
+
+  // Also when the constructor throws half-way: every context, the file descriptor, and the
+  // unfinished file go.
+  ~State() {
+    const bool finished = closed;
+    Free();
+    if (file_created && !finished) std::remove(path.c_str());
+  }
 
   [[noreturn]] void Fail(const std::string& why) { throw DataError(path + ": " + why); }
 
@@ -65,6 +75,7 @@ VideoWriter::VideoWriter(const std::string& path, const VideoWriterOptions& opti
   if (!codec) s.Fail("encoder '" + options.codec + "' is not available in this FFmpeg");
   s.st = avformat_new_stream(s.fmt, nullptr);
   s.enc = avcodec_alloc_context3(codec);
+  if (!s.st || !s.enc) s.Fail("out of memory setting up the encoder");
   s.enc->width = options.width;
   s.enc->height = options.height;
   s.enc->time_base = AVRational{1, options.fps};
@@ -87,25 +98,30 @@ VideoWriter::VideoWriter(const std::string& path, const VideoWriterOptions& opti
     s.enc->global_quality = FF_QP2LAMBDA * 4;
   }
   if (avcodec_open2(s.enc, codec, nullptr) < 0) s.Fail("cannot open encoder " + options.codec);
-  avcodec_parameters_from_context(s.st->codecpar, s.enc);
+  if (avcodec_parameters_from_context(s.st->codecpar, s.enc) < 0) s.Fail("cannot set the stream's parameters");
   s.st->time_base = s.enc->time_base;
-  if (!(s.fmt->oformat->flags & AVFMT_NOFILE) && avio_open(&s.fmt->pb, path.c_str(), AVIO_FLAG_WRITE) < 0)
-    s.Fail("cannot create file");
-  if (avformat_write_header(s.fmt, nullptr) < 0) s.Fail("cannot write header");
+  if (!(s.fmt->oformat->flags & AVFMT_NOFILE)) {
+    if (avio_open(&s.fmt->pb, path.c_str(), AVIO_FLAG_WRITE) < 0) s.Fail("cannot create file");
+    s.file_created = true;
+  }
+  if (avformat_write_header(s.fmt, nullptr) < 0) s.Fail("cannot write header (does the container take " + options.codec + "?)");
   s.frame = av_frame_alloc();
+  s.pkt = av_packet_alloc();
+  if (!s.frame || !s.pkt) s.Fail("out of memory allocating a frame");
   s.frame->format = AV_PIX_FMT_YUV420P;
   s.frame->width = options.width;
   s.frame->height = options.height;
-  av_frame_get_buffer(s.frame, 0);
+  if (av_frame_get_buffer(s.frame, 0) < 0) s.Fail("out of memory allocating a frame");
   // The planes' alignment padding is never written by swscale, and an encoder reading it would make
   // the bytes depend on whatever the allocator handed out: same frames must give the same file.
   for (int p = 0; p < 3; ++p) {
     const int rows = p == 0 ? options.height : (options.height + 1) / 2;
     std::memset(s.frame->data[p], 0, static_cast<size_t>(s.frame->linesize[p]) * rows);
   }
-  s.pkt = av_packet_alloc();
   s.sws = sws_getContext(options.width, options.height, AV_PIX_FMT_RGB24, options.width, options.height,
                          AV_PIX_FMT_YUV420P, SWS_BILINEAR, nullptr, nullptr, nullptr);
+  if (!s.sws) s.Fail("swscale cannot convert RGB24 to YUV420P at " + std::to_string(options.width) + "x" +
+                     std::to_string(options.height));
 }
 
 VideoWriter::~VideoWriter() {
@@ -113,17 +129,17 @@ VideoWriter::~VideoWriter() {
     Close();
   } catch (...) {
   }
-  s_->Free();
 }
 
 void VideoWriter::Write(const uint8_t* rgb) {
   State& s = *s_;
-  av_frame_make_writable(s.frame);
   // Convert from an aligned, padded copy: swscale may read a vector past the end of the last row,
   // and it picks another code path (with other rounding) for unaligned input, which made the
   // output depend on where the caller's buffer happened to sit.
   const size_t bytes = static_cast<size_t>(s.o.width) * s.o.height * 3;
   if (!s.padded) s.padded = static_cast<uint8_t*>(av_malloc(bytes + 64));
+  if (!s.padded) s.Fail("out of memory");
+  if (av_frame_make_writable(s.frame) < 0) s.Fail("out of memory");
   std::memcpy(s.padded, rgb, bytes);
   const uint8_t* src[4] = {s.padded, nullptr, nullptr, nullptr};
   int stride[4] = {s.o.width * 3, 0, 0, 0};

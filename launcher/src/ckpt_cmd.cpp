@@ -5,7 +5,7 @@
 #include <iostream>
 
 #include "commands.h"
-#include "evl/checkpoint.h"
+#include "evl/checkpoint_manager.h"
 #include "evl/weights.h"
 
 namespace evl {

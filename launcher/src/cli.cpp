@@ -13,7 +13,7 @@
 #include "evl/predict.h"
 #include "evl/synth.h"
 #include "evl/trainer.h"
-#include "evl/checkpoint.h"
+#include "evl/checkpoint_manager.h"
 #include "evl/video_list.h"
 
 namespace evl {

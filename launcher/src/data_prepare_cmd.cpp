@@ -13,7 +13,8 @@
 #include <iostream>
 
 #include "commands.h"
-#include "evl/checkpoint.h"  // MakeDirectories
+#include "evl/file_util.h"
+#include "evl/checkpoint_manager.h"  // MakeDirectories
 #include "evl/topology.h"
 #include "evl/video_list.h"
 #include "evl/video_reader.h"

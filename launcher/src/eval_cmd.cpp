@@ -6,7 +6,8 @@
 
 #include "commands.h"
 #include "config.h"
-#include "evl/checkpoint.h"
+#include "evl/file_util.h"
+#include "evl/checkpoint_manager.h"
 #include "evl/communicator.h"
 #include "evl/evaluator.h"
 #include "evl/model_factory.h"

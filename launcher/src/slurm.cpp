@@ -35,7 +35,8 @@ std::string ParseSbatchJobId(const std::string& output) {
   size_t end = output.find_last_not_of(" \n\r\t");
   if (end == std::string::npos) throw std::runtime_error("sbatch printed no job id");
   const size_t begin = output.find_last_of('\n', end);
-  std::string line = output.substr(begin == std::string::npos ? 0 : begin + 1, end + 1);
+  const size_t first = begin == std::string::npos ? 0 : begin + 1;
+  std::string line = output.substr(first, end + 1 - first);
   line = line.substr(0, line.find(';'));
   if (line.empty() || !std::all_of(line.begin(), line.end(), [](unsigned char c) { return std::isdigit(c); }))
     throw std::runtime_error("sbatch printed no job id: " + output);
@@ -58,6 +59,10 @@ std::string RequeueRefusal(const SlurmJobInfo& job, int max_requeues) {
     return "the job was requeued " + std::to_string(job.restart_count) + " time(s) already (slurm.max_requeues " +
            std::to_string(max_requeues) + ")";
   return "";
+}
+
+bool RequeueSucceeded(int status, const std::string& output) {
+  return status == 0 || status == 128 + 15 || output.find("Job is pending execution") != std::string::npos;
 }
 
 }  // namespace evl

@@ -12,10 +12,11 @@
 #include <stdexcept>
 
 #include "commands.h"
+#include "evl/file_util.h"
 #include "evl/runtime_info.h"
 #include "evl/nccl_info.h"
 #include "config.h"
-#include "evl/checkpoint.h"
+#include "evl/checkpoint_manager.h"
 #include "evl/slurm.h"
 #include "evl/subprocess.h"
 #include "slurm_template.h"

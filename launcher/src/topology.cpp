@@ -23,11 +23,20 @@ int EnvInt(const char* name, int fallback) {
 
 }  // namespace
 
+void RequireThreadMultiple(int provided) {
+  if (provided >= MPI_THREAD_MULTIPLE) return;
+  const char* names[] = {"MPI_THREAD_SINGLE", "MPI_THREAD_FUNNELED", "MPI_THREAD_SERIALIZED"};
+  const std::string level = provided >= 0 && provided < 3 ? names[provided] : std::to_string(provided);
+  throw std::runtime_error("this MPI provides only " + level +
+                           ", and evl calls MPI from several threads (the communication thread, the arrival "
+                           "board, the evaluator); use an MPI built with thread support (Open MPI: "
+                           "--enable-mpi-thread-multiple, the default since 3.0)");
+}
+
 Topology InitTopology(int* argc, char*** argv, int requested_threads, DeviceRequest device) {
   int provided = 0;
   MPI_Init_thread(argc, argv, MPI_THREAD_MULTIPLE, &provided);
-  if (provided < MPI_THREAD_MULTIPLE)
-    LOG(WARNING) << "MPI provides thread level " << provided << " < MPI_THREAD_MULTIPLE";
+  RequireThreadMultiple(provided);
   Topology t;
   MPI_Comm_rank(MPI_COMM_WORLD, &t.rank);
   MPI_Comm_size(MPI_COMM_WORLD, &t.world);

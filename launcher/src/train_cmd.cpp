@@ -1,12 +1,15 @@
 // `evl train`: one rank of a training job (or a 1-rank job without mpirun).
 #include <glog/logging.h>
 
+#include <csignal>
+
 #include "commands.h"
 #include "config.h"
 
 #include "evl/communicator.h"
 #include "evl/runtime_info.h"
 #include "evl/slurm.h"
+#include "evl/stop_signal.h"
 #include "evl/subprocess.h"
 #include "evl/topology.h"
 #include "evl/trainer.h"
@@ -27,7 +30,9 @@ void RequeueIfSlurm(const EvlConfig& config, Communicator& comm, int rank) {
     } else {
       std::string out;
       const int rc = RunCaptured({"scontrol", "requeue", job.job_id}, &out);
-      if (rc == 0)
+      // Both are the requeue having worked: Slurm SIGTERMs the job's processes, scontrol among
+      // them (143), or an outside `scontrol requeue` came first and the job is already pending.
+      if (RequeueSucceeded(rc, out))
         LOG(WARNING) << "requeued Slurm job " << job.job_id << " (restart " << job.restart_count + 1
                      << "); it resumes from the checkpoint";
       else
@@ -70,9 +75,6 @@ std::unique_ptr<Communicator> MakeJobCommunicator(const EvlConfig& config, const
 }  // namespace
 
 int RunTrain(int* argc, char*** argv, const ConfigFlags& flags, const TrainFlags& train_flags) {
-  // First: a stop signal that arrives while the job starts up must not kill it (Slurm may send
-  // its warning signal at any time).
-  InstallStopSignalHandlers();
   // Config errors surface before MPI starts, on every rank, with the file and field.
   EvlConfig config = LoadEffectiveConfig(flags.config_path, flags.overrides);
   return RunRankJob(argc, argv, config.train().threads(), DeviceRequestOf(config), [&](const Topology& topo) {
@@ -84,7 +86,9 @@ int RunTrain(int* argc, char*** argv, const ConfigFlags& flags, const TrainFlags
     const std::unique_ptr<Communicator> comm = MakeJobCommunicator(config, topo);
     RankContext ctx{topo.rank, topo.world, topo.local_rank, topo.local_world, topo.threads, topo.device};
     const int status = RunTraining(config, *comm, ctx, train_flags);
-    if (status == kExitPreempted) RequeueIfSlurm(config, *comm, topo.rank);
+    // Requeue on Slurm's time-limit warning (USR1) only. A plain `scancel` sends SIGTERM and must end
+    // the job; on preemption Slurm requeues the job itself.
+    if (status == kExitPreempted && StopSignal() == SIGUSR1) RequeueIfSlurm(config, *comm, topo.rank);
     return status;
   });
 }

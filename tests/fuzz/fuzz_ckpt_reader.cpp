@@ -13,8 +13,8 @@
 #include <iterator>
 #include <string>
 
-#include "evl/checkpoint.h"
-#include "evl/tensorboard.h"
+#include "evl/crc32c.h"
+#include "evl/checkpoint_format.h"
 
 extern "C" int LLVMFuzzerInitialize(int*, char***) {
   // A valid checkpoint as the seed, written by the real writer, when the runner asks for one.

@@ -48,7 +48,7 @@ class VideoClipDataset {
   // Reads the list (throws DataError naming file:line); checks auto_augment (std::invalid_argument).
   explicit VideoClipDataset(const ClipDatasetOptions& options);
   int64_t size() const { return static_cast<int64_t>(entries_.size()); }
-  const VideoEntry& entry(int64_t i) const { return entries_[i]; }
+  const VideoEntry& entry(int64_t i) const { return entries_.at(static_cast<size_t>(i)); }
   const ClipDatasetOptions& options() const { return o_; }
 
   // Decodes and transforms sample `index` with the randomness of (seed, step, index). Throws

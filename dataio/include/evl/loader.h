@@ -80,6 +80,7 @@ class Loader {
   size_t next_job_slot_ = 0;
   bool stop_ = false;
   std::string fatal_;
+  bool fatal_is_data_ = true;  // most videos failing (DataError) vs. an unexpected exception
   int64_t attempts_ = 0, failures_ = 0, clips_ = 0;
   double wait_s_ = 0;
   std::map<std::string, bool> reported_;

@@ -27,4 +27,9 @@ SlurmJobInfo SlurmJobFromEnv();
 // was requeued already. Returns "" to requeue, else the reason not to.
 std::string RequeueRefusal(const SlurmJobInfo& job, int max_requeues);
 
+// Whether `scontrol requeue` did requeue the job, from its exit status and output: 0; 143 (the
+// requeue SIGTERMs every process of the job, scontrol included); or "Job is pending execution"
+// (someone requeued it first).
+bool RequeueSucceeded(int status, const std::string& output);
+
 }  // namespace evl

@@ -26,6 +26,10 @@ struct Topology {
 Topology InitTopology(int* argc, char*** argv, int requested_threads, DeviceRequest device);
 void FinalizeTopology();
 
+// Throws std::runtime_error naming the level unless `provided` (MPI_Init_thread's answer) is
+// MPI_THREAD_MULTIPLE: evl calls MPI from more than one thread.
+void RequireThreadMultiple(int provided);
+
 // One rank's job: InitTopology, `body`, FinalizeTopology. An exception from `body` is logged and
 // takes the whole job down with MPI_Abort (other ranks may be waiting in a collective). Returns
 // body's status.

@@ -8,8 +8,9 @@ namespace evl {
 // kOff makes the scope do nothing, so a caller whose precision is FP32 needs no branch.
 enum class AutocastDtype { kOff, kHalf, kBFloat16 };
 
-// Turns autocast on for CUDA or CPU ops until destroyed; the weight-cast cache is cleared on exit
-// because the weights change every step.
+// Turns autocast on for CUDA or CPU ops until destroyed, then restores what was there before
+// (enabled or not, and the dtype), so scopes nest as torch.autocast's do. The weight-cast cache is
+// cleared when the outermost scope exits, because the weights change every step.
 class AutocastScope {
  public:
   AutocastScope(bool cuda, AutocastDtype dtype);
@@ -19,6 +20,8 @@ class AutocastScope {
 
  private:
   bool cuda_, on_;
+  bool was_enabled_ = false;
+  int previous_dtype_ = 0;  // at::ScalarType, kept as int so this header stays LibTorch-free
 };
 
 bool CpuAutocastEnabled();

@@ -1,0 +1,21 @@
+// Stop requests by signal. SIGUSR1 (Slurm's time-limit warning, sent by `--signal`) and SIGTERM
+// (scancel, preemption, `kill`) ask the job to checkpoint at the next step boundary and exit with
+// kExitPreempted. The handlers are installed first thing in main, before anything can take long:
+// a signal during start-up is a request like any other, not a death by the default action.
+//
+// A second SIGTERM while a stop is pending gives SIGTERM its default action back, so a rank that
+// hangs while saving can still be killed by the next one.
+#pragma once
+
+namespace evl {
+
+// Exit status of a run stopped by a signal after saving a checkpoint: resume to continue.
+constexpr int kExitPreempted = 75;
+
+void InstallStopSignalHandlers();
+// The first stop signal received (SIGUSR1 or SIGTERM), or 0.
+int StopSignal();
+// Forgets a received signal and reinstalls the handlers (tests).
+void ResetStopSignalForTest();
+
+}  // namespace evl

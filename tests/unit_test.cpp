@@ -1,0 +1,321 @@
+// Unit tests of the pieces the training loop is made of, one process, no MPI: stop signals, the
+// MPI thread-level check, autocast nesting, the sampler, the learning-rate schedule, the resume
+// config comparison, sbatch's job id, checkpoint retention and `latest`, the train state, atomic
+// file writes, and the gradient reducer's hooks.
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <csignal>
+#include <filesystem>
+#include <fstream>
+#include <set>
+
+#include "../train/src/train_state.h"
+#include "config.h"
+#include "evl/autocast.h"
+#include "evl/checkpoint_manager.h"
+#include "evl/file_util.h"
+#include "evl/grad_sync.h"
+#include "evl/sampler.h"
+#include "evl/schedule.h"
+#include "evl/slurm.h"
+#include "evl/stop_signal.h"
+#include "evl/topology.h"
+#include "test_util.h"
+
+namespace evl::test {
+namespace {
+
+namespace fs = std::filesystem;
+
+void* HandlerOf(int sig) {
+  struct sigaction now = {};
+  sigaction(sig, nullptr, &now);
+  return reinterpret_cast<void*>(now.sa_handler);
+}
+
+TEST(StopSignal, ASecondSigtermWhileAStopIsPendingRestoresTheDefaultAction) {
+  ResetStopSignalForTest();
+  std::raise(SIGTERM);
+  EXPECT_EQ(StopSignal(), SIGTERM);
+  EXPECT_NE(HandlerOf(SIGTERM), reinterpret_cast<void*>(SIG_DFL)) << "the first SIGTERM is a stop request";
+  std::raise(SIGTERM);  // handled: the default action comes back only now
+  EXPECT_EQ(HandlerOf(SIGTERM), reinterpret_cast<void*>(SIG_DFL)) << "a hung rank could not be killed";
+  ResetStopSignalForTest();
+  std::raise(SIGUSR1);  // Slurm's warning, then the time limit's SIGTERM: still one request
+  std::raise(SIGTERM);
+  EXPECT_EQ(StopSignal(), SIGUSR1);
+  EXPECT_NE(HandlerOf(SIGTERM), reinterpret_cast<void*>(SIG_DFL));
+  ResetStopSignalForTest();
+  signal(SIGTERM, SIG_DFL);
+  signal(SIGUSR1, SIG_DFL);
+}
+
+TEST(Topology, LessThanMpiThreadMultipleIsAnError) {
+  EXPECT_NO_THROW(RequireThreadMultiple(3));
+  try {
+    RequireThreadMultiple(2);
+    FAIL() << "MPI_THREAD_SERIALIZED accepted";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("MPI_THREAD_SERIALIZED"), std::string::npos) << e.what();
+  }
+}
+
+TEST(Autocast, ScopesNestAndRestoreWhatWasThere) {
+  ASSERT_FALSE(CpuAutocastEnabled());
+  {
+    AutocastScope outer(false, AutocastDtype::kBFloat16);
+    {
+      AutocastScope inner(false, AutocastDtype::kBFloat16);
+      EXPECT_TRUE(CpuAutocastEnabled());
+    }
+    EXPECT_TRUE(CpuAutocastEnabled()) << "the inner scope switched the outer one off";
+    auto a = torch::randn({4, 4});
+    EXPECT_EQ(torch::mm(a, a).scalar_type(), torch::kBFloat16);
+    AutocastScope off(false, AutocastDtype::kOff);  // kOff leaves the surrounding state alone
+    EXPECT_TRUE(CpuAutocastEnabled());
+  }
+  EXPECT_FALSE(CpuAutocastEnabled());
+}
+
+TEST(Sampler, EachEpochIsAPermutationAndRanksSplitTheGlobalBatch) {
+  GlobalSampler s(10, 4, 7);
+  std::multiset<int64_t> epoch0;
+  for (int64_t step = 0; step < 5; ++step) {  // 20 indices = two epochs of 10
+    const auto g = s.GlobalIndices(step);
+    ASSERT_EQ(g.size(), 4u);
+    std::vector<int64_t> joined;
+    for (int r = 0; r < 2; ++r)
+      for (int64_t i : s.RankIndices(step, r, 2)) joined.push_back(i);
+    EXPECT_EQ(joined, g) << "rank slices are not the contiguous halves of the global batch";
+    for (size_t k = 0; k < g.size() && epoch0.size() < 10; ++k) epoch0.insert(g[k]);
+  }
+  EXPECT_EQ(std::set<int64_t>(epoch0.begin(), epoch0.end()).size(), 10u) << "epoch 0 is not a permutation";
+  EXPECT_EQ(GlobalSampler(10, 4, 7).GlobalIndices(3), s.GlobalIndices(3)) << "not a function of (seed, step)";
+  EXPECT_NE(GlobalSampler(10, 4, 8).GlobalIndices(0), s.GlobalIndices(0)) << "the seed does not matter";
+  EXPECT_EQ(s.epoch_of_step(2), 0);
+  EXPECT_EQ(s.epoch_of_step(3), 1);
+}
+
+TEST(Schedule, WarmupThenHalfACosineToZero) {
+  TrainConfig t;
+  t.set_lr(1.0);
+  t.set_warmup_steps(4);
+  t.set_num_steps(104);
+  EXPECT_DOUBLE_EQ(LearningRate(t, 0), 0.25);
+  EXPECT_DOUBLE_EQ(LearningRate(t, 3), 1.0);
+  EXPECT_DOUBLE_EQ(LearningRate(t, 4), 1.0);
+  EXPECT_NEAR(LearningRate(t, 54), 0.5, 1e-12);
+  EXPECT_NEAR(LearningRate(t, 104), 0.0, 1e-12);
+  t.set_warmup_steps(0);
+  EXPECT_DOUBLE_EQ(LearningRate(t, 0), 1.0);
+}
+
+EvlConfig Effective(const std::vector<std::string>& overrides) { return LoadEffectiveConfig("", overrides); }
+
+TEST(ResumeConfig, FieldsThatChangeTheMathAreReportedByDefault) {
+  const EvlConfig base = Effective({});
+  // The three the hand-kept list missed.
+  for (const std::string set : {"data.auto_augment=rand-m7-n4-mstd0.5-inc1", "train.precision=BF16",
+                                "data.train_list=/elsewhere/train.txt"}) {
+    const auto diffs = ResumeConfigDifferences(base, Effective({set}));
+    ASSERT_EQ(diffs.size(), 1u) << set;
+    EXPECT_EQ(diffs[0].rfind(set.substr(0, set.find('=')) + ": ", 0), 0u) << diffs[0];
+  }
+  for (const std::string set : {"train.run_dir=/tmp/x", "train.threads=3", "eval.batch_size=2",
+                                "data.num_workers=5", "slurm.time=1:00:00", "train.save_freq=7"})
+    EXPECT_TRUE(ResumeConfigDifferences(base, Effective({set})).empty()) << set;
+}
+
+// Every scalar field not marked (resume_may_change) is compared: a field added tomorrow included.
+TEST(ResumeConfig, EveryUnmarkedFieldIsCompared) {
+  namespace pb = google::protobuf;
+  const EvlConfig base = Effective({});
+  int checked = 0;
+  std::function<void(const pb::Descriptor*, const std::string&, std::vector<const pb::FieldDescriptor*>)> walk =
+      [&](const pb::Descriptor* d, const std::string& prefix, std::vector<const pb::FieldDescriptor*> path) {
+        for (int i = 0; i < d->field_count(); ++i) {
+          const pb::FieldDescriptor* f = d->field(i);
+          if (f->options().GetExtension(resume_may_change)) continue;
+          auto p = path;
+          p.push_back(f);
+          if (f->cpp_type() == pb::FieldDescriptor::CPPTYPE_MESSAGE) {
+            walk(f->message_type(), prefix + f->name() + ".", p);
+            continue;
+          }
+          EvlConfig changed = base;
+          pb::Message* m = &changed;
+          for (size_t k = 0; k + 1 < p.size(); ++k) m = m->GetReflection()->MutableMessage(m, p[k]);
+          const pb::Reflection* r = m->GetReflection();
+          switch (f->cpp_type()) {
+            case pb::FieldDescriptor::CPPTYPE_INT32:
+              if (f->is_repeated()) r->AddInt32(m, f, 1); else r->SetInt32(m, f, r->GetInt32(*m, f) + 1);
+              break;
+            case pb::FieldDescriptor::CPPTYPE_INT64: r->SetInt64(m, f, r->GetInt64(*m, f) + 1); break;
+            case pb::FieldDescriptor::CPPTYPE_FLOAT:
+              if (f->is_repeated()) r->AddFloat(m, f, 0.5f); else r->SetFloat(m, f, r->GetFloat(*m, f) + 0.5f);
+              break;
+            case pb::FieldDescriptor::CPPTYPE_BOOL: r->SetBool(m, f, !r->GetBool(*m, f)); break;
+            case pb::FieldDescriptor::CPPTYPE_STRING: r->SetString(m, f, r->GetString(*m, f) + "x"); break;
+            case pb::FieldDescriptor::CPPTYPE_ENUM: {
+              const auto* e = f->enum_type();
+              const int now = r->GetEnumValue(*m, f);
+              r->SetEnumValue(m, f, e->value(0)->number() == now ? e->value(1)->number() : e->value(0)->number());
+              break;
+            }
+            default: ADD_FAILURE() << prefix + f->name() << ": a field type this test cannot change";
+          }
+          EXPECT_FALSE(ResumeConfigDifferences(base, changed).empty()) << prefix + f->name() << " is not compared";
+          ++checked;
+        }
+      };
+  walk(EvlConfig::descriptor(), "", {});
+  EXPECT_GT(checked, 30);
+}
+
+TEST(Sbatch, TheJobIdIsTheLastLine) {
+  EXPECT_EQ(ParseSbatchJobId("12345\n"), "12345");
+  EXPECT_EQ(ParseSbatchJobId("12345;cluster\n"), "12345");
+  EXPECT_EQ(ParseSbatchJobId("sbatch: warning: something\n678\n"), "678");
+  EXPECT_EQ(ParseSbatchJobId("sbatch: warning\r\n91;c2\r\n\n"), "91");
+  EXPECT_THROW(ParseSbatchJobId(""), std::runtime_error);
+  EXPECT_THROW(ParseSbatchJobId("sbatch: error: invalid partition\n"), std::runtime_error);
+}
+
+CheckpointState TinyState(int64_t step) {
+  CheckpointState s;
+  s.step = step;
+  s.tensors.emplace_back("model/w", torch::full({4}, static_cast<float>(step)));
+  return s;
+}
+
+std::string Latest(const std::string& run) {
+  std::ifstream in(run + "/checkpoints/latest");
+  std::string name;
+  in >> name;
+  return name;
+}
+
+// Resumed from step 10 into a run directory that holds steps 20 and 30 (of an abandoned
+// continuation): retention by step number deleted the file just written.
+TEST(Retention, TheFileJustWrittenIsNeverDeleted) {
+  const std::string run = ScratchDir("retention");
+  for (int64_t step : {20, 30}) WriteCheckpointFile(CheckpointPath(run, step), TinyState(step));
+  {
+    AsyncCheckpointer c(run, /*keep_last=*/1);
+    c.Save(TinyState(11));
+    ASSERT_TRUE(c.Wait()) << c.LastError();
+  }
+  EXPECT_TRUE(fs::exists(CheckpointPath(run, 11)));
+  EXPECT_EQ(Latest(run), "ckpt-00000011.evlckpt");
+}
+
+TEST(Retention, KeepsTheNewestKeepLastAndLatestNamesTheNewest) {
+  const std::string run = ScratchDir("retention_keep");
+  AsyncCheckpointer c(run, 2);
+  for (int64_t step : {1, 2, 3, 4}) c.Save(TinyState(step));
+  ASSERT_TRUE(c.Wait());
+  EXPECT_EQ(ListCheckpoints(run), (std::vector<std::string>{CheckpointPath(run, 4), CheckpointPath(run, 3)}));
+  EXPECT_EQ(Latest(run), "ckpt-00000004.evlckpt");
+  EXPECT_FALSE(fs::exists(run + "/checkpoints/latest.tmp"));
+}
+
+TEST(Retention, LaterCheckpointsOfAnAbandonedContinuationAreSetAsideNotDeleted) {
+  const std::string run = ScratchDir("set_aside");
+  for (int64_t step : {10, 20, 30}) WriteCheckpointFile(CheckpointPath(run, step), TinyState(step));
+  const auto moved = SetAsideCheckpointsAfter(run, 10);
+  EXPECT_EQ(moved.size(), 2u);
+  EXPECT_EQ(ListCheckpoints(run), std::vector<std::string>{CheckpointPath(run, 10)});
+  EXPECT_TRUE(fs::exists(run + "/checkpoints/superseded-10/ckpt-00000030.evlckpt"));
+  std::vector<std::string> skipped;
+  EXPECT_EQ(FindNewestValidCheckpoint(run, &skipped), CheckpointPath(run, 10));
+}
+
+TEST(FileUtil, AFailedWriteLeavesTheOldFileAndNoTemporary) {
+  const std::string dir = ScratchDir("atomic");
+  const std::string path = dir + "/f.txt";
+  WriteFileAtomically(path, "old\n");
+  EXPECT_THROW(WriteFileAtomically(path, [](const ByteSink& sink) {
+                 sink("new", 3);
+                 throw std::runtime_error("producer failed");
+               }),
+               std::runtime_error);
+  std::ifstream in(path);
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_EQ(text, "old\n");
+  int files = 0;
+  for ([[maybe_unused]] const auto& e : fs::directory_iterator(dir)) ++files;
+  EXPECT_EQ(files, 1) << "a temporary file was left behind";
+  EXPECT_THROW(WriteFileAtomically("/proc/no/such/dir/f", "x"), std::runtime_error);
+}
+
+EVLOptions TinyModel() {
+  EVLOptions o;
+  o.backbone.width = 32;
+  o.backbone.layers = 2;
+  o.backbone.heads = 2;
+  o.backbone.patch_size = 8;
+  o.backbone.input_size = 16;
+  o.decoder.num_layers = 1;
+  o.decoder.qkv_dim = 32;
+  o.decoder.num_heads = 2;
+  o.num_frames = 2;
+  o.num_classes = 3;
+  return o;
+}
+
+// best.evlckpt used to be overwritten by the first evaluation after every resume: the best top-1
+// was not in the checkpoint.
+TEST(TrainState, TheBestTop1SurvivesACheckpoint) {
+  EVLTransformer model(TinyModel());
+  torch::optim::AdamW opt(model->parameters());
+  TrainState saved{model, opt, nullptr, 87.5};
+  const CheckpointState ck = Snapshot(saved, Effective({}), 10, 1, 1e-4);
+  TrainState restored{model, opt, nullptr};
+  Restore(ck, &restored, "test");
+  EXPECT_EQ(restored.best_top1, 87.5);
+  TrainState none{model, opt, nullptr};
+  Restore(Snapshot(none, Effective({}), 10, 1, 1e-4), &restored, "test");
+  EXPECT_EQ(restored.best_top1, -1) << "no evaluation yet";
+}
+
+class CountingCommunicator : public Communicator {
+ public:
+  struct Done : CommWork {
+    void Wait() override {}
+  };
+  int rank() const override { return 0; }
+  int world() const override { return 1; }
+  std::string backend() const override { return "counting"; }
+  std::shared_ptr<CommWork> AllReduceAsync(at::Tensor, ReduceOp, const std::string&) override {
+    ++all_reduces;
+    return std::make_shared<Done>();
+  }
+  std::shared_ptr<CommWork> BroadcastAsync(at::Tensor, int, const std::string&) override {
+    return std::make_shared<Done>();
+  }
+  std::shared_ptr<CommWork> AllGatherAsync(at::Tensor, at::Tensor, const std::string&) override {
+    return std::make_shared<Done>();
+  }
+  int all_reduces = 0;
+};
+
+// The reducer's hooks capture `this`: a parameter that outlives its reducer must not call into it.
+// The first reducer here is destroyed armed (Prepare called, as a step that threw would leave it);
+// had its hooks stayed, the backward below would launch its buckets through a dead object.
+TEST(GradientReducer, ItsHooksGoWithIt) {
+  auto w = torch::randn({8}, torch::requires_grad());
+  CountingCommunicator first_comm, second_comm;
+  auto first = std::make_unique<GradientReducer>(std::vector<at::Tensor>{w}, &first_comm, 1);
+  first->Prepare();
+  auto second = std::make_unique<GradientReducer>(std::vector<at::Tensor>{w}, &second_comm, 1);
+  first.reset();
+  second->Prepare();
+  (w * w).sum().backward();
+  second->Finish();
+  EXPECT_EQ(second_comm.all_reduces, 1);
+  EXPECT_EQ(first_comm.all_reduces, 0) << "the destroyed reducer's hook ran";
+}
+
+}  // namespace
+}  // namespace evl::test

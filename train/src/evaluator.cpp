@@ -1,0 +1,258 @@
+#include "evl/evaluator.h"
+
+#include <glog/logging.h>
+#include <nlohmann/json.hpp>
+#include <torch/torch.h>
+
+#include <chrono>
+#include <condition_variable>
+#include <fstream>
+#include <iomanip>
+#include <map>
+#include <mutex>
+#include <stdexcept>
+#include <thread>
+
+#include "evl/checkpoint_manager.h"
+#include "evl/dataset.h"
+#include "evl/model_factory.h"
+#include "evl/video_reader.h"
+#include "evl/weights.h"
+
+namespace evl {
+
+at::Tensor AggregateViews(const at::Tensor& logits, Aggregation mode) {
+  switch (mode) {
+    case MEAN_LOGITS: return logits.mean(0);
+    case MAX_SOFTMAX: return std::get<0>(logits.softmax(1).max(0));
+    default: return logits.softmax(1).mean(0);  // the official aggregation
+  }
+}
+
+void LoadTrainedWeights(EVLTransformerImpl& model, const std::string& path) {
+  if (DetectWeightsFormat(path) != WeightsFormat::kEvlCheckpoint) {
+    LoadEvlWeights(model, path);
+    return;
+  }
+  StateDict sd;
+  for (auto& [name, t] : ReadCheckpointFile(path).tensors)
+    if (name.rfind("model/", 0) == 0) sd.emplace_back(name.substr(6), t);
+  LoadStateDict(model, sd, /*strict=*/true, path);
+}
+
+namespace {
+
+// Decodes this rank's validation videos on `workers` threads, at most `ahead` videos ahead of the
+// consumer, and hands them over in list order, so batches (and so the numbers) do not depend on
+// the thread count. Without it the model waits for every video's decode.
+class EvalPrefetcher {
+ public:
+  struct Item {
+    at::Tensor views;   // undefined when the video could not be used
+    std::string error;  // why not
+  };
+
+  EvalPrefetcher(const VideoClipDataset& ds, std::vector<int64_t> indices, int workers, int ahead)
+      : ds_(ds), indices_(std::move(indices)), ahead_(std::max(1, ahead)) {
+    for (int w = 0; w < std::max(1, workers); ++w) threads_.emplace_back([this] { Work(); });
+  }
+  ~EvalPrefetcher() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    for (auto& t : threads_) t.join();
+  }
+  EvalPrefetcher(const EvalPrefetcher&) = delete;
+  EvalPrefetcher& operator=(const EvalPrefetcher&) = delete;
+
+  // The k-th video of the list; k counts up from 0 across calls. Rethrows what a decode thread
+  // hit that is not a bad video (out of memory, a bug), naming the video.
+  Item Next(double* waited_s) {
+    const auto t0 = std::chrono::steady_clock::now();
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.wait(lock, [&] { return ready_.count(next_out_) > 0; });
+    if (!fatal_.empty()) throw std::runtime_error(fatal_);
+    Item item = std::move(ready_[next_out_]);
+    ready_.erase(next_out_++);
+    lock.unlock();
+    cv_.notify_all();
+    *waited_s += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    return item;
+  }
+
+ private:
+  void Work() {
+    VideoReader reader;
+    while (true) {
+      size_t k;
+      {
+        std::unique_lock<std::mutex> lock(mu_);
+        cv_.wait(lock, [&] { return stop_ || next_job_ >= indices_.size() || next_job_ < next_out_ + ahead_; });
+        if (stop_ || next_job_ >= indices_.size()) return;
+        k = next_job_++;
+      }
+      Item item;
+      std::string fatal;
+      try {
+        item.views = ds_.Load(indices_[k], 0, reader);
+      } catch (const DataError& e) {
+        item.error = e.what();
+      } catch (const std::exception& e) {
+        fatal = "eval: decoding video " + std::to_string(indices_[k]) + " failed: " + e.what();
+      }
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        if (!fatal.empty() && fatal_.empty()) fatal_ = fatal;
+        ready_[k] = std::move(item);
+      }
+      cv_.notify_all();
+    }
+  }
+
+  const VideoClipDataset& ds_;
+  const std::vector<int64_t> indices_;
+  const size_t ahead_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::map<size_t, Item> ready_;
+  size_t next_job_ = 0, next_out_ = 0;
+  bool stop_ = false;
+  std::string fatal_;  // the first error that is not a bad video
+  std::vector<std::thread> threads_;
+};
+
+}  // namespace
+
+EvalReport Evaluate(EVLTransformer& model, const EvlConfig& config, Communicator& comm, const torch::Device& device,
+                    const std::string& out_dir) {
+  EvalReport r;
+  if (config.data().val_list().empty()) throw std::invalid_argument("data.val_list is empty: nothing to evaluate");
+  const auto t0 = std::chrono::steady_clock::now();
+  VideoClipDataset ds(DatasetOptionsFromConfig(config, false));
+  const int64_t n = ds.size(), C = config.model().num_classes(), world = comm.world();
+  const int64_t slots = (n + world - 1) / world;
+  // Row per local video: [index, decoded, scores...]; index -1 marks an unused slot.
+  auto local = torch::full({slots, C + 2}, -1.0, torch::kDouble);
+  const bool was_training = model->is_training();
+  model->eval();
+  torch::NoGradGuard ng;
+  const int64_t max_views = std::max(1, config.eval().batch_size());
+  std::vector<std::pair<int64_t, torch::Tensor>> pending;  // (slot, views) waiting for a batched forward
+  int64_t pending_views = 0, done = 0;
+  double data_s = 0;
+  auto flush = [&] {
+    if (pending.empty()) return;
+    std::vector<torch::Tensor> all;
+    for (auto& p : pending) all.push_back(p.second);
+    auto logits = model->forward(torch::cat(all).to(device)).to(torch::kCPU, torch::kDouble);
+    int64_t off = 0;
+    for (auto& [slot, views] : pending) {
+      local[slot].narrow(0, 2, C).copy_(AggregateViews(logits.narrow(0, off, views.size(0)), config.eval().aggregation()));
+      off += views.size(0);
+    }
+    pending.clear();
+    pending_views = 0;
+  };
+  std::vector<int64_t> mine;
+  for (int64_t i = comm.rank(); i < n; i += world) mine.push_back(i);
+  EvalPrefetcher prefetch(ds, mine, config.data().num_workers(),
+                          std::max(1, config.data().prefetch_batches()) * static_cast<int>(max_views));
+  for (int64_t slot = 0; slot < static_cast<int64_t>(mine.size()); ++slot) {
+    const int64_t i = mine[slot];
+    local[slot][0] = static_cast<double>(i);
+    EvalPrefetcher::Item item = prefetch.Next(&data_s);
+    if (item.views.defined()) {
+      local[slot][1] = 1.0;
+      pending_views += item.views.size(0);
+      pending.emplace_back(slot, item.views);
+      if (pending_views >= max_views) flush();
+    } else {
+      LOG(WARNING) << "eval: cannot use video " << i << " (counted as wrong in the over-all numbers): " << item.error;
+      local[slot][1] = 0.0;
+      local[slot].narrow(0, 2, C).zero_();
+    }
+    if (comm.rank() == 0 && ++done % 50 == 0) {
+      const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      const double vps = done * world / s;
+      LOG(INFO) << "eval: " << done * world << "/" << n << " videos, " << std::fixed << std::setprecision(1) << vps
+                << " videos/s, eta " << static_cast<int>((n - done * world) / std::max(1e-9, vps)) << " s";
+    }
+  }
+  flush();
+  auto gathered = torch::zeros({world * slots, C + 2}, torch::kDouble);
+  comm.AllGather(local, gathered, "eval results");
+  if (was_training) model->train();
+
+  // Every rank computes the same metrics from the same gathered rows (rank 0 writes files).
+  std::vector<int64_t> row_of(n, -1);
+  for (int64_t k = 0; k < gathered.size(0); ++k) {
+    const int64_t idx = static_cast<int64_t>(gathered[k][0].item<double>());
+    if (idx >= 0) row_of.at(idx) = k;
+  }
+  int64_t c1 = 0, c5 = 0;
+  std::vector<int64_t> class_total(C, 0), class_hit(C, 0);
+  std::vector<int64_t> confusion(C * C, 0);
+  std::ofstream pred;
+  if (comm.rank() == 0 && !out_dir.empty()) pred.open(out_dir + "/predictions.jsonl");
+  for (int64_t i = 0; i < n; ++i) {
+    if (row_of[i] < 0) throw std::runtime_error("eval: video " + std::to_string(i) + " has no result (sharding bug)");
+    auto row = gathered[row_of[i]];
+    const bool decoded = row[1].item<double>() > 0.5;
+    const int64_t label = ds.entry(i).label;
+    ++class_total[label];
+    nlohmann::json j = {{"index", i}, {"path", ds.entry(i).path}, {"label", label}, {"decoded", decoded}};
+    if (decoded) {
+      ++r.evaluated;
+      auto scores = row.narrow(0, 2, C);
+      auto top = scores.topk(std::min<int64_t>(5, C));
+      auto values = std::get<0>(top), idx = std::get<1>(top);
+      const int64_t best = idx[0].item<int64_t>();
+      c1 += best == label;
+      c5 += (idx == label).any().item<bool>();
+      class_hit[label] += best == label;
+      ++confusion[label * C + best];
+      nlohmann::json t5 = nlohmann::json::array();
+      for (int64_t k = 0; k < idx.size(0); ++k) t5.push_back({idx[k].item<int64_t>(), values[k].item<double>()});
+      j["top5"] = t5;
+    } else {
+      ++r.skipped;
+    }
+    if (pred.is_open()) pred << j.dump() << "\n";
+  }
+  r.videos = n;
+  r.top1_all = 100.0 * c1 / n;
+  r.top5_all = 100.0 * c5 / n;
+  r.top1_decoded = r.evaluated ? 100.0 * c1 / r.evaluated : 0;
+  r.top5_decoded = r.evaluated ? 100.0 * c5 / r.evaluated : 0;
+  int present = 0;
+  for (int64_t c = 0; c < C; ++c)
+    if (class_total[c]) {
+      r.mean_class_top1 += 100.0 * class_hit[c] / class_total[c];
+      ++present;
+    }
+  if (present) r.mean_class_top1 /= present;
+  const double total_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  r.videos_per_s = n / total_s;
+  r.data_share = data_s / total_s;
+  if (comm.rank() == 0 && !out_dir.empty()) {
+    nlohmann::json m = {{"videos", r.videos},           {"evaluated", r.evaluated},
+                        {"skipped", r.skipped},         {"top1", r.top1_all},
+                        {"top5", r.top5_all},           {"top1_decoded", r.top1_decoded},
+                        {"top5_decoded", r.top5_decoded}, {"mean_class_top1", r.mean_class_top1},
+                        {"views", config.data().num_temporal_views() * config.data().num_spatial_views()},
+                        {"aggregation", Aggregation_Name(config.eval().aggregation())},
+                        {"videos_per_s", r.videos_per_s},
+                        {"data_wait_share", r.data_share}};
+    std::ofstream(out_dir + "/metrics.json") << m.dump(2) << "\n";
+    std::ofstream conf(out_dir + "/confusion.csv");
+    for (int64_t a = 0; a < C; ++a) {
+      for (int64_t b = 0; b < C; ++b) conf << (b ? "," : "") << confusion[a * C + b];
+      conf << "\n";
+    }
+  }
+  return r;
+}
+
+}  // namespace evl

@@ -1,0 +1,245 @@
+// The training loop of one rank. A batch goes: Loader (dataio: decode, augment, stack into a
+// pinned tensor) -> TrainStep::ForwardBackward (micro-batches under autocast; the reducer's hooks
+// all-reduce gradient buckets during the last backward) -> reducer.Finish (the ranks meet) ->
+// TrainStep::Unscale/Apply (loss scaler, clipping, AdamW). Everything else here is bookkeeping:
+// metrics, evaluation, checkpoints, the stop signal.
+#include "evl/trainer.h"
+
+#include <glog/logging.h>
+#include <torch/torch.h>
+
+#include <chrono>
+#include <iomanip>
+
+#include "config.h"
+#include "evl/checkpoint_manager.h"
+#include "evl/dataset.h"
+#include "evl/evaluator.h"
+#include "evl/fault_injection.h"
+#include "evl/file_util.h"
+#include "evl/grad_sync.h"
+#include "evl/loader.h"
+#include "evl/model_factory.h"
+#include "evl/npy.h"
+#include "evl/sampler.h"
+#include "evl/schedule.h"
+#include "evl/stop_signal.h"
+#include "evl/train_step.h"
+#include "metrics.h"
+#include "run_setup.h"
+#include "train_state.h"
+
+namespace evl {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+double Since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+std::string Hms(double seconds) {
+  const int64_t s = static_cast<int64_t>(seconds);
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%ld:%02ld:%02ld", s / 3600, (s / 60) % 60, s % 60);
+  return buf;
+}
+
+AutocastDtype AutocastOf(Precision p) {
+  return p == FP16 ? AutocastDtype::kHalf : p == BF16 ? AutocastDtype::kBFloat16 : AutocastDtype::kOff;
+}
+
+// Throughput and waiting over the steps since the last log line.
+struct Window {
+  Clock::time_point start = Clock::now();
+  double data_wait_s = 0, comm_wait_s = 0;
+  int64_t clips = 0, steps = 0;
+};
+
+void LogProgress(int64_t step, const TrainConfig& t, double loss, double top1, double top5, double lr,
+                 const Window& w, double step_s_so_far, int world, const at::Tensor& skipped) {
+  const double span = std::max(1e-9, Since(w.start)), cps = w.clips / span;
+  LOG(INFO) << "step " << step + 1 << "/" << t.num_steps() << std::fixed << std::setprecision(4) << "  loss " << loss
+            << std::setprecision(1) << "  top1 " << top1 << "  top5 " << top5 << std::scientific << std::setprecision(2)
+            << "  lr " << lr << std::fixed << std::setprecision(1) << "  clips/s " << cps << " (" << cps / world
+            << "/rank)  data-wait " << 100 * w.data_wait_s / span << "%  comm-wait " << 100 * w.comm_wait_s / span
+            << "%  eta " << Hms(step_s_so_far * (t.num_steps() - step - 1)) << "  skipped "
+            << skipped[0].item<int64_t>() << " attempt(s), " << skipped[1].item<int64_t>() << " file(s)";
+}
+
+void ExportFinalParameters(EVLTransformerImpl& model, const std::string& run_dir) {
+  std::vector<torch::Tensor> flat;
+  std::string index;
+  int64_t offset = 0;
+  for (auto& p : model.named_parameters()) {
+    flat.push_back(p.value().detach().reshape({-1}).to(torch::kCPU));
+    index += p.key() + " " + std::to_string(offset) + " " + std::to_string(p.value().numel()) + "\n";
+    offset += p.value().numel();
+  }
+  WriteFileAtomically(run_dir + "/final_params.txt", index);
+  WriteNpy(run_dir + "/final_params.npy", torch::cat(flat));
+}
+
+}  // namespace
+
+int RunTraining(const EvlConfig& input_config, Communicator& comm, const RankContext& ctx, const TrainFlags& flags) {
+  EvlConfig config = input_config;
+  const TrainConfig& t = config.train();
+  const int rank = comm.rank(), world = comm.world();
+  const bool lead = rank == 0;
+  if (t.batch_size() % (world * t.batch_split()))
+    throw std::invalid_argument("train.batch_size " + std::to_string(t.batch_size()) + " must divide by world (" +
+                                std::to_string(world) + ") x train.batch_split (" + std::to_string(t.batch_split()) + ")");
+  const torch::Device device(ctx.device);
+  const Precision precision = ResolvePrecision(t, device);  // checked before anything is written or built
+  if (lead) MakeDirectories(t.run_dir());
+  ResolveDataPaths(&config, comm);
+
+  // --- the recipe: model, optimizer, loss scaler, gradient reducer, data
+  torch::manual_seed(static_cast<uint64_t>(t.seed()));  // identical decoder init on every rank
+  EVLTransformer model = BuildModel(config, device);
+  auto dataset = std::make_shared<VideoClipDataset>(DatasetOptionsFromConfig(config, true));
+  auto optimizer = MakeOptimizer(*model, t);
+  std::unique_ptr<DynamicLossScaler> scaler;
+  if (precision == FP16) scaler = std::make_unique<DynamicLossScaler>();
+  GradientReducer reducer(model->parameters(), &comm, config.dist().bucket_size_mb());
+  TrainStep train_step(*model, *optimizer, model->parameters(), scaler.get(),
+                       {t.batch_split(), t.label_smoothing(), AutocastOf(precision), device.is_cuda(), t.grad_clip()});
+  TrainState state{model, *optimizer, scaler.get()};
+
+  // --- where to start: fresh, initialised from weights, or resumed
+  if (!flags.init_from.empty()) {
+    LoadTrainedWeights(*model, flags.init_from);
+    if (lead) LOG(INFO) << "initialised from " << flags.init_from;
+  }
+  int64_t start_step = 0;
+  const std::string resume = ChooseResumeCheckpoint(flags.resume, t, comm);
+  if (!resume.empty()) {
+    const CheckpointState saved = ReadCheckpointFile(resume);
+    CheckResumeConfig(saved.config_text, config, resume, flags.force_resume, lead);
+    Restore(saved, &state, resume);
+    start_step = saved.step;
+    if (lead) {
+      LOG(INFO) << "resumed from " << resume << " at step " << start_step << " (saved by " << saved.world_size
+                << " rank(s), now " << world << ")";
+      for (const auto& moved : SetAsideCheckpointsAfter(t.run_dir(), start_step))
+        LOG(WARNING) << moved << " is from a later step of an abandoned continuation: moved to checkpoints/superseded-"
+                     << start_step << "/";
+    }
+  }
+  CheckRanksAgree(config, *model, dataset->size(), start_step, comm);
+  BroadcastParameters(*model, comm);
+
+  GlobalSampler sampler(dataset->size(), t.batch_size(), static_cast<uint64_t>(t.seed()));
+  Loader loader(dataset, [&sampler, rank, world](int64_t step) { return sampler.RankIndices(step, rank, world); },
+                start_step, t.num_steps(), config.data().num_workers(), config.data().prefetch_batches(),
+                /*pin_memory=*/device.is_cuda());
+  std::unique_ptr<AsyncCheckpointer> checkpointer;
+  std::unique_ptr<MetricsLog> metrics;
+  if (lead) {
+    checkpointer = std::make_unique<AsyncCheckpointer>(t.run_dir(), t.keep_last());
+    metrics = std::make_unique<MetricsLog>(t.run_dir(), start_step);
+    LOG(INFO) << "training: " << world << " rank(s) x " << ctx.threads << " thread(s), device " << device
+              << ", global batch " << t.batch_size() << " (split " << t.batch_split() << "), " << t.num_steps()
+              << " steps, dataset " << dataset->size() << " videos, comm " << comm.backend() << " ("
+              << reducer.num_buckets() << " gradient bucket(s))";
+  }
+
+  // --- the loop
+  const auto start = Clock::now();
+  Window window;
+  int64_t step = start_step;
+  for (; step < t.num_steps(); ++step) {
+    Faults().BeforeStep(step, rank);
+    const double wait0 = loader.counters().wait_s;
+    Batch batch;
+    if (!loader.Next(&batch)) break;
+    window.data_wait_s += loader.counters().wait_s - wait0;
+    const double lr = LearningRate(t, step);
+    for (auto& g : optimizer->param_groups()) static_cast<torch::optim::AdamWOptions&>(g.options()).lr(lr);
+    model->train();
+    // Dropout masks from a generator seeded by (seed, step, rank): reproducible, and resumable.
+    torch::manual_seed(static_cast<uint64_t>(t.seed()) * 1000003ULL + static_cast<uint64_t>(step) * 131ULL +
+                       static_cast<uint64_t>(rank) + 1);
+    const auto totals = train_step.ForwardBackward(batch.clips, batch.labels, [&] { reducer.Prepare(); });
+    window.comm_wait_s += reducer.Finish();
+    // The step's one host synchronisation: loss, top-1/5 counts and the overflow flag together.
+    // Gradients are equal on every rank after the all-reduce, so every rank skips an overflow alike.
+    const auto host = torch::cat({totals, train_step.Unscale().to(torch::kDouble).reshape({1})}).to(torch::kCPU);
+    const bool overflow = host[3].item<double>() > 0;
+    if (overflow && lead)
+      LOG(WARNING) << "step " << step + 1 << ": inf/NaN gradient at loss scale " << scaler->scale()
+                   << "; step skipped, scale halved";
+    train_step.Apply(overflow);
+
+    // Step metrics and the stop flag travel together, so every rank agrees on stopping.
+    auto stats = torch::cat({host.narrow(0, 0, 3), torch::tensor({static_cast<double>(batch.labels.size(0)),
+                                                                  static_cast<double>(StopSignal() != 0)},
+                                                                 torch::kDouble)});
+    const auto metrics_t0 = Clock::now();
+    comm.AllReduce(stats, ReduceOp::kSum, "step metrics");
+    window.comm_wait_s += Since(metrics_t0);  // a second synchronisation point every step
+    const double loss = stats[0].item<double>() / world, n = stats[3].item<double>();
+    const double top1 = 100 * stats[1].item<double>() / n, top5 = 100 * stats[2].item<double>() / n;
+    const bool stop = stats[4].item<double>() > 0;
+    window.clips += static_cast<int64_t>(n);
+    ++window.steps;
+    if (lead) metrics->Step(step, loss, top1, top5, lr);
+    if ((step + 1) % std::max(1, t.print_freq()) == 0 || step + 1 == t.num_steps()) {
+      // Summed over ranks: a file that fails on two ranks counts twice.
+      const LoaderCounters counters = loader.counters();
+      const auto skipped = torch::tensor({counters.skipped, counters.skipped_files}, torch::kLong);
+      comm.AllReduce(skipped, ReduceOp::kSum, "skipped videos");
+      if (lead) {
+        // The ETA from this run's own steps: a resumed run has not run the steps before start_step.
+        LogProgress(step, t, loss, top1, top5, lr, window, Since(start) / (step + 1 - start_step), world, skipped);
+        metrics->Window(step, top1, window.clips / std::max(1e-9, Since(window.start)));
+        metrics->Flush();
+      }
+      window = Window();
+    }
+
+    const bool last = step + 1 == t.num_steps();
+    const bool eval_now = !stop && !config.data().val_list().empty() &&
+                          ((t.eval_freq() > 0 && (step + 1) % t.eval_freq() == 0) || last);
+    if (eval_now) {
+      Faults().At(FaultPoint::kEval);
+      if (lead) MakeDirectories(t.run_dir() + "/eval");
+      const EvalReport report = Evaluate(model, config, comm, device, t.run_dir() + "/eval");
+      if (lead) {
+        LOG(INFO) << "eval at step " << step + 1 << ": top1 " << std::fixed << std::setprecision(2) << report.top1_all
+                  << "  top5 " << report.top5_all << " over all " << report.videos << " videos (" << report.skipped
+                  << " undecodable; over decoded: top1 " << report.top1_decoded << ")";
+        metrics->Eval(step + 1, report);
+        metrics->Flush();
+        if (config.eval().keep_best() && report.top1_all > state.best_top1) {
+          state.best_top1 = report.top1_all;
+          // Written synchronously beside the rotating checkpoints; retention never deletes it.
+          WriteCheckpointFile(BestCheckpointPath(t.run_dir()), Snapshot(state, config, step + 1, world, lr));
+          LOG(INFO) << "new best top1 " << state.best_top1 << ": " << BestCheckpointPath(t.run_dir());
+        }
+      }
+    }
+    // After the evaluation, so that a checkpoint of this step knows the best top-1 so far.
+    if (lead && (stop || last || (t.save_freq() > 0 && (step + 1) % t.save_freq() == 0))) {
+      Faults().At(FaultPoint::kSave);
+      checkpointer->Save(Snapshot(state, config, step + 1, world, lr));
+      if (stop) {
+        const bool ok = checkpointer->Wait();
+        LOG(WARNING) << "stop signal: " << (ok ? "checkpoint saved" : "checkpoint FAILED: " + checkpointer->LastError())
+                     << " at step " << step + 1 << "; exiting with status " << kExitPreempted << " (resume to continue)";
+      }
+    }
+    if (stop) {
+      // The other ranks wait here while rank 0 writes: the save's own deadline, not the stall timeout.
+      comm.BroadcastString("", 0, "stop after checkpoint", config.dist().checkpoint_timeout_s());
+      return kExitPreempted;
+    }
+  }
+  if (lead && !checkpointer->Wait()) LOG(ERROR) << "the last checkpoint failed: " << checkpointer->LastError();
+  if (lead) {
+    ExportFinalParameters(*model, t.run_dir());
+    LOG(INFO) << "done in " << Hms(Since(start)) << "; metrics in " << t.run_dir() << "/metrics.jsonl, TensorBoard in "
+              << t.run_dir();
+  }
+  return 0;
+}
+
+}  // namespace evl
