@@ -18,7 +18,9 @@
 #include <vector>
 
 #include "evl/autocast.h"
+#include "evl/loss_scaler.h"
 #include "evl/model.h"
+#include "evl/train_step.h"
 
 #ifdef EVL_TORCH_CUDA
 #include <c10/cuda/CUDACachingAllocator.h>
@@ -118,24 +120,10 @@ Result Measure(const Args& a, c10::ScalarType dtype, bool fp16_decoder) {
     evl::AutocastScope scope(cuda, autocast);
     return model->decode(feats).to(torch::kFloat);
   };
-  const double scale = fp16_decoder ? 65536.0 : 1.0;
-  auto unscale_and_step = [&] {
-    if (fp16_decoder) {
-      std::vector<torch::Tensor> finite;  // read back once, as evl's DynamicLossScaler does
-      for (auto& p : trainable)
-        if (p.grad().defined()) {
-          p.mutable_grad().mul_(1.0 / scale);
-          finite.push_back(p.grad().isfinite().all());
-        }
-      if (!torch::stack(finite).all().item<bool>()) return;
-    }
-    opt.step();
-  };
-  auto backward_and_step = [&](const torch::Tensor& loss) {
-    opt.zero_grad();
-    (loss * scale).backward();
-    unscale_and_step();
-  };
+  // The training step is evl train's own (evl/train_step.h): FP16 with GradScaler's dynamic scale.
+  evl::DynamicLossScaler scaler;
+  evl::TrainStep train_step(*model, opt, trainable, fp16_decoder ? &scaler : nullptr, {1, 0.0, autocast, cuda, 0.0});
+  auto unscale_and_step = [&] { train_step.Apply(train_step.Unscale().item<float>() > 0); };
   Result r;
   model->eval();
   {
@@ -147,8 +135,8 @@ Result Measure(const Args& a, c10::ScalarType dtype, bool fp16_decoder) {
   }
   model->train();
   auto step = [&] {
-    auto loss = torch::nn::functional::cross_entropy(decode(backbone()), y);
-    backward_and_step(loss);
+    train_step.ForwardBackward(x, y);
+    unscale_and_step();
   };
   step();
   if (cuda) ResetPeakMemory(device.index() < 0 ? 0 : device.index());
@@ -163,7 +151,7 @@ Result Measure(const Args& a, c10::ScalarType dtype, bool fp16_decoder) {
   auto loss = torch::nn::functional::cross_entropy(decode(feats), y);
   auto t3 = now();
   opt.zero_grad();
-  (loss * scale).backward();
+  (fp16_decoder ? loss * scaler.scale() : loss).backward();
   auto t4 = now();
   unscale_and_step();
   auto t5 = now();

@@ -1,10 +1,12 @@
 // Runs under `mpirun -np 2`: the communicator's collectives and the bucketed, overlapped gradient
 // all-reduce against a plain all-reduce of every gradient.
 #include <gtest/gtest.h>
+#include <torch/cuda.h>
 #include <mpi.h>
 #include <torch/torch.h>
 
 #include "evl/communicator.h"
+#include "evl/nccl_info.h"
 #include "evl/grad_sync.h"
 
 namespace evl {
@@ -65,14 +67,18 @@ TEST(GradientReducer, BucketedOverlappedEqualsPlainAllReduce) {
   EXPECT_TRUE(torch::equal(both.narrow(0, 0, mine.numel()), both.narrow(0, mine.numel(), mine.numel())));
 }
 
+// What this machine is decides what must happen: no NCCL in the build or no GPU -> a clear refusal;
+// NCCL and a GPU -> a working communicator (checked on the GPU machine by bench/gpu_check.sh).
 TEST(NcclCommunicator, FailsClearlyWithoutAGpu) {
+  const bool usable = NcclBuilt() && torch::cuda::is_available();
   try {
-    MakeNcclCommunicator(10, 0);
-    SUCCEED() << "a GPU is present";
+    auto nccl = MakeNcclCommunicator(10, 0);
+    EXPECT_TRUE(usable) << "an NCCL communicator was made where NCCL or a GPU is missing";
+    EXPECT_EQ(nccl->world(), 2);
   } catch (const std::runtime_error& e) {
+    EXPECT_FALSE(usable) << "refused though NCCL and a GPU are there: " << e.what();
     const std::string msg = e.what();
-    EXPECT_TRUE(msg.find("no CUDA device") != std::string::npos || msg.find("built without NCCL") != std::string::npos)
-        << msg;
+    EXPECT_NE(msg.find(NcclBuilt() ? "no CUDA device" : "built without NCCL"), std::string::npos) << msg;
   }
 }
 

@@ -11,6 +11,7 @@
 #include <regex>
 
 #include "test_paths.h"
+#include "evl/checkpoint_manager.h"
 #include "evl/crc32c.h"
 #include "evl/npy.h"
 #include "evl/loss_scaler.h"
@@ -170,6 +171,23 @@ TEST(Launch, ForwardsFailureExitStatus) {
   auto r = RunCommand(kEvl + " launch -n 2 -- train --set model.num_frames=abc");
   EXPECT_NE(r.status, 0);
   EXPECT_NE(r.output.find("model.num_frames"), std::string::npos) << r.output;
+}
+
+// SIGTERM to `evl launch` used to reach mpirun, which SIGKILLed the ranks ~2 s later (cutting a slow
+// checkpoint write off) and returned 1. The ranks now get the stop request, save, and their status
+// (75) comes back.
+TEST(Launch, SigtermLetsTheRanksSaveAndReturnsTheirStatus) {
+  const std::string d = ScratchDir("launch_sigterm");
+  const std::string cmd = "EVL_TEST_SLOW_CHECKPOINT_MS=30 " + kEvl + " launch -n 2 -- train" + SmallRun(d) +
+                          " --set train.num_steps=100000 --set train.print_freq=2 > " + d + "/log.txt 2>&1 & pid=$!; "
+                          "for i in $(seq 1 1200); do grep -q 'step 4/' " + d + "/log.txt && break; sleep 0.1; done; "
+                          "kill -TERM $pid; wait $pid; echo \"status $?\"";
+  auto r = RunCommand(cmd);
+  std::ifstream in(d + "/log.txt");
+  const std::string log((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_NE(r.output.find("status 75"), std::string::npos) << r.output << log;
+  EXPECT_NE(log.find("stop signal: checkpoint saved"), std::string::npos) << log;
+  EXPECT_FALSE(ListCheckpoints(d).empty()) << log;
 }
 
 TEST(Tensorboard, AZeroValueIsWrittenAndReadBack) {

@@ -1,15 +1,80 @@
 // `evl launch -n N [--hosts H] [--oversubscribe] -- train --config ...`: runs mpirun with the flags
 // users would otherwise have to remember, and forwards its exit status.
+//
+// A SIGTERM or SIGINT to `evl launch` is a stop request: mpirun, given SIGTERM itself, would SIGKILL
+// the ranks about two seconds later and cut a checkpoint write off. So the request reaches the
+// ranks as SIGUSR1 (which mpirun forwards), evl launch waits for them — at most
+// dist.checkpoint_timeout_s' default — and returns their status (75: checkpoint saved). A second
+// signal is passed to mpirun as it is, which ends the job at once.
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 #include <iostream>
 #include <thread>
 
 #include "commands.h"
 
+extern char** environ;
+
 namespace evl {
+namespace {
+
+std::atomic<int> g_signals{0};
+std::atomic<int> g_last_signal{0};
+
+void OnSignal(int sig) {
+  g_last_signal.store(sig);
+  g_signals.fetch_add(1);
+}
+
+// Runs mpirun and waits for it, forwarding stop requests as described above.
+int RunMpirun(std::vector<char*>& argv) {
+  struct sigaction sa = {};
+  sa.sa_handler = OnSignal;
+  sigemptyset(&sa.sa_mask);
+  for (int sig : {SIGTERM, SIGINT}) sigaction(sig, &sa, nullptr);
+  pid_t pid = -1;
+  if (const int rc = posix_spawnp(&pid, "mpirun", nullptr, nullptr, argv.data(), environ); rc != 0) {
+    std::cerr << "evl launch: cannot run mpirun: " << std::strerror(rc) << "\n";
+    return 127;
+  }
+  constexpr double kSaveDeadlineS = 1800;  // dist.checkpoint_timeout_s' default
+  int forwarded = 0;
+  std::chrono::steady_clock::time_point stop_requested;
+  int status = 0;
+  while (true) {
+    const pid_t done = waitpid(pid, &status, WNOHANG);
+    if (done == pid) break;
+    if (done < 0 && errno != EINTR) return 127;
+    const int received = g_signals.load();
+    if (received > forwarded) {
+      forwarded = received;
+      if (received == 1) {
+        std::cerr << "evl launch: stop requested; the ranks checkpoint and exit (signal again to kill them)\n";
+        kill(pid, SIGUSR1);
+        stop_requested = std::chrono::steady_clock::now();
+      } else {
+        kill(pid, g_last_signal.load());
+      }
+    }
+    if (forwarded == 1 && std::chrono::steady_clock::now() - stop_requested > std::chrono::duration<double>(kSaveDeadlineS)) {
+      std::cerr << "evl launch: the ranks did not exit within " << kSaveDeadlineS << " s of the stop request\n";
+      kill(pid, SIGTERM);
+      forwarded = 2;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  if (WIFEXITED(status)) return WEXITSTATUS(status);
+  return WIFSIGNALED(status) ? 128 + WTERMSIG(status) : 1;
+}
+
+}  // namespace
 
 int RunLaunch(int ranks, const std::string& hosts, const std::string& hostfile, bool oversubscribe, bool bind,
               const std::vector<std::string>& command, const std::string& self) {
@@ -32,9 +97,9 @@ int RunLaunch(int ranks, const std::string& hosts, const std::string& hostfile, 
     args.push_back("--hostfile");
     args.push_back(hostfile);
   }
-  // Forward glog settings and the test hooks to every rank.
+  // Forward glog settings and the test hooks (evl/fault_injection.h) to every rank.
   for (const char* var : {"GLOG_v", "GLOG_minloglevel", "EVL_TEST_EXIT_AT_STEP", "EVL_TEST_SIGNAL_AT_STEP",
-                          "EVL_TEST_SLOW_CHECKPOINT_MS", "EVL_TEST_STEP_DELAY_MS",
+                          "EVL_TEST_SIGNAL_AT", "EVL_TEST_SLOW_CHECKPOINT_MS", "EVL_TEST_STEP_DELAY_MS",
                           "EVL_TEST_STALL_AT_STEP", "EVL_TEST_STALL_RANK"}) {
     if (std::getenv(var)) {
       args.push_back("-x");
@@ -46,9 +111,7 @@ int RunLaunch(int ranks, const std::string& hosts, const std::string& hostfile, 
   std::vector<char*> argv;
   for (auto& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
-  execvp("mpirun", argv.data());
-  std::cerr << "evl launch: cannot run mpirun: " << std::strerror(errno) << "\n";
-  return 127;
+  return RunMpirun(argv);
 }
 
 }  // namespace evl
