@@ -285,16 +285,21 @@ TEST(Loader, MostlyBrokenDatasetAbortsClearly) {
   }
 }
 
-// An exception other than DataError in a loader thread (here: a sampler bug handing out an index
-// past the list) used to escape the thread and terminate the process without a word.
-TEST(Loader, AnUnexpectedErrorInALoaderThreadEndsTheRunNamingTheSample) {
-  const std::string dir = ScratchDir("loader_unexpected");
+// Four synthetic videos in a fresh scratch directory, as a training set.
+std::shared_ptr<VideoClipDataset> FourVideoTrainSet(const std::string& name) {
+  const std::string dir = ScratchDir(name);
   SynthOptions o;
   o.out_dir = dir;
   o.videos = 4;
   o.val_fraction = 0;
   WriteSynthDataset(o);
-  auto ds = std::make_shared<VideoClipDataset>(SmallOptions(dir + "/train.txt", dir, true));
+  return std::make_shared<VideoClipDataset>(SmallOptions(dir + "/train.txt", dir, true));
+}
+
+// An exception other than DataError in a loader thread (here: a sampler bug handing out an index
+// past the list) used to escape the thread and terminate the process without a word.
+TEST(Loader, AnUnexpectedErrorInALoaderThreadEndsTheRunNamingTheSample) {
+  auto ds = FourVideoTrainSet("loader_unexpected");
   Loader loader(ds, [](int64_t) { return std::vector<int64_t>{0, 1, 99}; }, 0, 3, 2, 1);
   Batch b;
   try {
@@ -423,13 +428,7 @@ TEST(EvalViews, ShapeIsSpatialTimesTemporal) {
 }
 
 TEST(Loader, ShutsDownCleanlyMidEpoch) {
-  const std::string dir = ScratchDir("shutdown");
-  SynthOptions o;
-  o.out_dir = dir;
-  o.videos = 4;
-  o.val_fraction = 0;
-  WriteSynthDataset(o);
-  auto ds = std::make_shared<VideoClipDataset>(SmallOptions(dir + "/train.txt", dir, true));
+  auto ds = FourVideoTrainSet("shutdown");
   const auto t0 = std::chrono::steady_clock::now();
   {
     Loader loader(ds, [](int64_t) { return std::vector<int64_t>{0, 1, 2, 3}; }, 0, 100000, 3, 4);

@@ -16,6 +16,7 @@
 #include "evl/model.h"
 #include "evl/trainer.h"
 #include "test_util.h"
+#include "tiny_model.h"
 
 namespace evl::test {
 namespace {
@@ -151,18 +152,7 @@ TEST(DeviceRule, RequestedGpusWithoutCudaAreRefusedSayingWhy) {
 }
 
 TEST(Model, ToMovesTheFrozenBackboneToo) {
-  EVLOptions o;
-  o.backbone.width = 32;
-  o.backbone.layers = 2;
-  o.backbone.heads = 2;
-  o.backbone.patch_size = 8;
-  o.backbone.input_size = 16;
-  o.decoder.num_layers = 1;
-  o.decoder.qkv_dim = 32;
-  o.decoder.num_heads = 2;
-  o.num_frames = 2;
-  o.num_classes = 3;
-  EVLTransformer model(o);
+  EVLTransformer model(TinyEvlOptions());
   auto every_tensor = [&] {
     std::vector<torch::Tensor> all;
     for (auto& p : model->backbone()->parameters()) all.push_back(p);

@@ -22,6 +22,7 @@
 #include "evl/stop_signal.h"
 #include "evl/topology.h"
 #include "test_util.h"
+#include "tiny_model.h"
 
 namespace evl::test {
 namespace {
@@ -249,25 +250,10 @@ TEST(FileUtil, AFailedWriteLeavesTheOldFileAndNoTemporary) {
   EXPECT_THROW(WriteFileAtomically("/proc/no/such/dir/f", "x"), std::runtime_error);
 }
 
-EVLOptions TinyModel() {
-  EVLOptions o;
-  o.backbone.width = 32;
-  o.backbone.layers = 2;
-  o.backbone.heads = 2;
-  o.backbone.patch_size = 8;
-  o.backbone.input_size = 16;
-  o.decoder.num_layers = 1;
-  o.decoder.qkv_dim = 32;
-  o.decoder.num_heads = 2;
-  o.num_frames = 2;
-  o.num_classes = 3;
-  return o;
-}
-
 // best.evlckpt used to be overwritten by the first evaluation after every resume: the best top-1
 // was not in the checkpoint.
 TEST(TrainState, TheBestTop1SurvivesACheckpoint) {
-  EVLTransformer model(TinyModel());
+  EVLTransformer model(TinyEvlOptions());
   torch::optim::AdamW opt(model->parameters());
   TrainState saved{model, opt, nullptr, 87.5};
   const CheckpointState ck = Snapshot(saved, Effective({}), 10, 1, 1e-4);
