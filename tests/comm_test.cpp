@@ -5,6 +5,12 @@
 #include <mpi.h>
 #include <torch/torch.h>
 
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+#include "arrival_board.h"
 #include "evl/communicator.h"
 #include "evl/nccl_info.h"
 #include "evl/grad_sync.h"
@@ -65,6 +71,57 @@ TEST(GradientReducer, BucketedOverlappedEqualsPlainAllReduce) {
   auto both = torch::zeros({2 * mine.numel()}, torch::kLong);
   c.AllGather(mine, both, "orders");
   EXPECT_TRUE(torch::equal(both.narrow(0, 0, mine.numel()), both.narrow(0, mine.numel(), mine.numel())));
+}
+
+// Rank 0 waits without any MPI call (so it progresses nothing) for a file rank 1 writes after
+// many arrivals. A blocking MPI_Send stops once the transport's buffers towards a non-receiving
+// rank 0 are full; the arrival board must not (it is how a hung rank 0 gets named, not joined).
+TEST(ArrivalBoard, ArrivingNeverWaitsForRankZero) {
+  ArrivalBoard board;
+  const int rank = g_comm->rank();
+  const std::string flag = "/tmp/evl_arrival_board_" + std::to_string(getppid()) + ".done";
+  constexpr int64_t kArrivals = 50000;
+  bool seen = true;
+  if (rank == 1) {
+    for (int64_t seq = 0; seq < kArrivals; ++seq) board.Arrive(seq, "step");
+    std::ofstream(flag) << "done\n";
+  } else {
+    // Generous: rank 1 needs well under a second; only a blocked Arrive lets this run out (with
+    // MPI_Send in Arrive this test fails here, checked).
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(45);
+    while (!std::filesystem::exists(flag) && std::chrono::steady_clock::now() < deadline)
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    seen = std::filesystem::exists(flag);
+    EXPECT_TRUE(seen) << "rank 1 did not get through " << kArrivals << " arrivals while rank 0 was busy";
+  }
+  // Rank 0 reaches the same collectives; then every rank has arrived, and the report says so once
+  // rank 0 has drained what rank 1 sent.
+  for (int64_t seq = 0; seq < (rank == 0 ? kArrivals : 0); ++seq) board.Arrive(seq, "step");
+  std::string report;
+  for (int i = 0; i < 6000 && rank == 0; ++i) {
+    report = board.StallReport(kArrivals - 1);
+    if (report.find("every rank arrived") != std::string::npos) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  if (rank == 0) EXPECT_NE(report.find("every rank arrived"), std::string::npos) << report;
+  MPI_Barrier(MPI_COMM_WORLD);
+  if (rank == 0) std::filesystem::remove(flag);
+}
+
+TEST(ArrivalBoard, TheStallReportNamesTheRankThatDidNotArriveAndWhereItWasLastSeen) {
+  ArrivalBoard board;
+  const int rank = g_comm->rank();
+  for (int64_t seq = 0; seq < 5; ++seq) board.Arrive(seq, "collective-" + std::to_string(seq));
+  if (rank == 0) board.Arrive(5, "collective-5");
+  std::string report;
+  for (int i = 0; i < 6000 && rank == 0; ++i) {  // until rank 1's five arrivals are drained
+    report = board.StallReport(5);
+    if (report.find("#4") != std::string::npos) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  if (rank == 0) EXPECT_EQ(report, "ranks not arrived: 1 (last at #4 'collective-4')");
+  else EXPECT_EQ(board.StallReport(5), "rank 0 names the ranks that did not arrive");
+  MPI_Barrier(MPI_COMM_WORLD);
 }
 
 // What this machine is decides what must happen: no NCCL in the build or no GPU -> a clear refusal;
