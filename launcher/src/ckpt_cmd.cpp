@@ -1,5 +1,6 @@
 // `evl ckpt inspect|verify|export PATH`.
 #include <ATen/core/Tensor.h>
+#include <CLI/CLI.hpp>
 
 #include <iomanip>
 #include <iostream>
@@ -9,6 +10,7 @@
 #include "evl/weights.h"
 
 namespace evl {
+namespace {
 
 int RunCkpt(const std::string& action, const std::string& path) {
   CheckpointState s;
@@ -50,6 +52,29 @@ int RunCkptExport(const std::string& path, const std::string& out) {
             << "next_step " << s.step << "; torch.load(...)['model'] loads into the official EVLTransformer "
             << "with strict=False (the frozen backbone is not included)\n";
   return 0;
+}
+
+struct CkptOptions {
+  std::string path, out, format = "pth";
+};
+
+}  // namespace
+
+void AddCkptCommands(CLI::App& app, Invocation& inv) {
+  auto* ckpt = app.add_subcommand("ckpt", "checkpoints: inspect, verify, export");
+  ckpt->require_subcommand(1);
+  auto o = std::make_shared<CkptOptions>();
+  for (const std::string action : {"inspect", "verify"}) {
+    auto* sub = ckpt->add_subcommand(action, action == "inspect" ? "print the manifest, tensors and verification result"
+                                                                 : "check every tensor's checksum; exit non-zero if any fails");
+    sub->add_option("path", o->path, "checkpoint file")->required();
+    OnChosen(sub, inv, [o, action] { return RunCkpt(action, o->path); });
+  }
+  auto* ckpt_export = ckpt->add_subcommand("export", "write a .pth that torch.load opens (official key names)");
+  ckpt_export->add_option("path", o->path, "checkpoint file")->required();
+  ckpt_export->add_option("--format", o->format, "output format")->check(CLI::IsMember({"pth"}));
+  ckpt_export->add_option("--out", o->out, "output file (default: the checkpoint's name with .pth)");
+  OnChosen(ckpt_export, inv, [o] { return RunCkptExport(o->path, o->out); });
 }
 
 }  // namespace evl

@@ -1,11 +1,18 @@
-// Subcommand entry points, one per file, called by cli.cpp after flag parsing.
+// The `evl` subcommands. Each *_cmd.cpp registers its own: its flags, its help text and what runs
+// when it is chosen. cli.cpp builds the app from them, parses, runs the chosen one and maps its
+// errors to exit statuses.
 #pragma once
 
+#include <functional>
 #include <string>
 #include <vector>
 
 #include "evl/device_choice.h"
 #include "evl_config.pb.h"
+
+namespace CLI {
+class App;
+}  // namespace CLI
 
 namespace evl {
 
@@ -14,53 +21,35 @@ struct ConfigFlags {
   std::vector<std::string> overrides;
 };
 
-struct SubmitOptions {
-  int nodes = 1;
-  int gpus_per_node = 0;
-  int tasks_per_node = 0;  // 0: one per GPU, or 1 without GPUs
-  int cpus_per_task = 0;
-  std::string time, partition, account, qos, constraint, mem, job_name, dependency;
-  int signal_seconds = -1;  // -1: slurm.signal_seconds of the config
-  int max_requeues = -1;    // -1: slurm.max_requeues of the config
-  std::string template_path;  // empty: the embedded slurm/evl.sbatch.in
-  bool dry_run = false;
-  bool eval = false;        // submit `evl eval` instead of `evl train`
-  bool then_eval = false;   // submit training and an evaluation that starts after it succeeds
-  std::string checkpoint;   // evl eval --checkpoint (default: the run's newest valid checkpoint)
-  std::vector<std::string> sbatch_args;  // after --
+// What a subcommand may need from the process, and what it leaves to run once parsing is done.
+struct Invocation {
+  int* argc = nullptr;  // MPI_Init takes them (rank jobs)
+  char*** argv = nullptr;
+  std::string self;          // this evl binary: `launch` and `submit` start it again
+  std::function<int()> run;  // set by the chosen subcommand; returns the exit status
 };
 
-struct DataBenchOptions {
-  std::string list, data_root;  // empty list: K400-like synthetic clips in RUN_DIR/bench_k400like
-  int videos = 8;
-  int rounds = 2;
-  std::string python = "/usr/bin/python3";  // Debian's, with python3-av and python3-torch
-  std::string pyav_script;
-};
-
-struct PrepareOptions {
-  std::string list, data_root, out_dir;
-  int short_side = 320;
-  int keyint = 16;
-  int crf = 23;
-};
+// Adds --config and --set, parsed into `flags`.
+void AddConfigFlags(CLI::App* cmd, ConfigFlags* flags);
+// When `cmd` is chosen, `run` is what the process does (called after the whole line is parsed).
+void OnChosen(CLI::App* cmd, Invocation& inv, std::function<int()> run);
 
 // train.device as the topology's device request.
 DeviceRequest DeviceRequestOf(const EvlConfig& config);
 // The device of a single-process command (predict) by the same rule as a job's rank 0.
 std::string SingleProcessDevice(const EvlConfig& config);
 
-int RunInfo(bool with_model, const ConfigFlags& flags);
-int RunDataSynth(const struct SynthOptions& options);
-int RunTrain(int* argc, char*** argv, const ConfigFlags& flags, const struct TrainFlags& train_flags);
-int RunEval(int* argc, char*** argv, const ConfigFlags& flags, const std::string& checkpoint, const std::string& out);
-int RunCkpt(const std::string& action, const std::string& path);
-int RunCkptExport(const std::string& path, const std::string& out);
-int RunLaunch(int ranks, const std::string& hosts, const std::string& hostfile, bool oversubscribe, bool bind,
-              const std::vector<std::string>& command, const std::string& self);
-int RunSubmit(const ConfigFlags& flags, const SubmitOptions& options, const std::string& self);
-int RunDataBench(const ConfigFlags& flags, const DataBenchOptions& options);
-int RunDataPrepare(int* argc, char*** argv, const PrepareOptions& options);
-int RunDataProbe(const ConfigFlags& flags, const std::string& list, const std::string& data_root, int num_classes);
+// One registration per file, in the order `evl --help` lists them.
+void AddTrainCommand(CLI::App& app, Invocation& inv);        // train_cmd.cpp
+void AddEvalCommand(CLI::App& app, Invocation& inv);         // eval_cmd.cpp
+void AddPredictCommand(CLI::App& app, Invocation& inv);      // predict_cmd.cpp
+void AddLaunchCommand(CLI::App& app, Invocation& inv);       // launch_cmd.cpp
+void AddSubmitCommand(CLI::App& app, Invocation& inv);       // submit_cmd.cpp
+void AddDataCommands(CLI::App& app, Invocation& inv);        // data_cmd.cpp: `data`, synth, probe
+void AddDataPrepareCommand(CLI::App& data, Invocation& inv);  // data_prepare_cmd.cpp
+void AddDataBenchCommand(CLI::App& data, Invocation& inv);    // data_bench_cmd.cpp
+void AddCkptCommands(CLI::App& app, Invocation& inv);        // ckpt_cmd.cpp
+void AddConfigCommand(CLI::App& app, Invocation& inv);       // info.cpp
+void AddInfoCommand(CLI::App& app, Invocation& inv);         // info.cpp
 
 }  // namespace evl

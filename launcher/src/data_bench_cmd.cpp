@@ -1,6 +1,7 @@
 // `evl data bench`: clips/s of one decode thread on the training path and the evaluation path, the
 // share of time spent opening/indexing, decoding, converting (swscale) and augmenting, beside the
 // official loader's logic (PyAV, every frame decoded) run on the same files in the same run.
+#include <CLI/CLI.hpp>
 #include <glog/logging.h>
 #include <sys/stat.h>
 #include <torch/torch.h>
@@ -25,6 +26,15 @@
 
 namespace evl {
 namespace {
+
+struct DataBenchOptions {
+  ConfigFlags flags;
+  std::string list, data_root;  // empty list: K400-like synthetic clips in RUN_DIR/bench_k400like
+  int videos = 8;
+  int rounds = 2;
+  std::string python = "/usr/bin/python3";  // Debian's, with python3-av and python3-torch
+  std::string pyav_script = std::string(EVL_SOURCE_DIR) + "/bench/pyav_loader.py";
+};
 
 using Clock = std::chrono::steady_clock;
 double Since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
@@ -87,10 +97,8 @@ void PrintRow(const std::string& name, const PathResult& p, double pyav, const s
     std::cout << "   (PyAV: " << why << ")\n";
 }
 
-}  // namespace
-
-int RunDataBench(const ConfigFlags& flags, const DataBenchOptions& o) {
-  EvlConfig config = LoadEffectiveConfig(flags.config_path, flags.overrides);
+int RunDataBench(const DataBenchOptions& o) {
+  EvlConfig config = LoadEffectiveConfig(o.flags.config_path, o.flags.overrides);
   torch::set_num_threads(1);  // per-thread figures: the loader runs one such pipeline per thread
   ClipDatasetOptions train = DatasetOptionsFromConfig(config, true);
   ClipDatasetOptions eval = DatasetOptionsFromConfig(config, false);
@@ -178,6 +186,21 @@ int RunDataBench(const ConfigFlags& flags, const DataBenchOptions& o) {
   std::cout << "(open: index the packets; decode: libavcodec; convert: swscale to RGB at the target size; "
                "augment: crop/resize, flip, RandAugment, normalise, copies)\n";
   return 0;
+}
+
+}  // namespace
+
+void AddDataBenchCommand(CLI::App& data, Invocation& inv) {
+  auto* cmd = data.add_subcommand("bench", "clips/s per thread of the train and eval paths, beside PyAV");
+  auto o = std::make_shared<DataBenchOptions>();
+  AddConfigFlags(cmd, &o->flags);
+  cmd->add_option("--list", o->list, "dataset list (default: K400-like synthetic clips in RUN_DIR/bench_k400like)");
+  cmd->add_option("--data-root", o->data_root, "prefix for relative paths of --list");
+  cmd->add_option("--videos", o->videos, "number of synthetic K400-like videos");
+  cmd->add_option("--rounds", o->rounds, "passes over the videos");
+  cmd->add_option("--python", o->python, "Python with av and torch for the baseline ('' to skip it)");
+  cmd->add_option("--pyav-script", o->pyav_script, "the baseline script");
+  OnChosen(cmd, inv, [o] { return RunDataBench(*o); });
 }
 
 }  // namespace evl

@@ -1,5 +1,6 @@
 // `evl data synth` and `evl data probe`.
 #include <ATen/core/Tensor.h>
+#include <CLI/CLI.hpp>
 
 #include <iomanip>
 #include <iostream>
@@ -13,6 +14,7 @@
 #include "evl/video_reader.h"
 
 namespace evl {
+namespace {
 
 int RunDataSynth(const SynthOptions& options) {
   WriteSynthDataset(options);
@@ -52,6 +54,49 @@ int RunDataProbe(const ConfigFlags& flags, const std::string& list, const std::s
             << config.model().num_frames() << " frames, sampling rate " << config.data().sampling_rate() << ", "
             << config.data().num_temporal_views() << "x" << config.data().num_spatial_views() << " test views)\n";
   return bad ? 1 : 0;
+}
+
+struct ProbeOptions {
+  ConfigFlags flags;
+  std::string list, data_root;
+  int num_classes = 1 << 30;
+};
+
+}  // namespace
+
+void AddDataCommands(CLI::App& app, Invocation& inv) {
+  auto* data = app.add_subcommand("data", "datasets: synth, probe, prepare, bench");
+  data->require_subcommand(1);
+
+  auto synth = std::make_shared<SynthOptions>();
+  auto size = std::make_shared<std::string>("64x64");
+  auto* cmd = data->add_subcommand("synth", "write the synthetic motion dataset (real encoded videos)");
+  cmd->add_option("--out", synth->out_dir, "output directory")->required();
+  cmd->add_option("--classes", synth->classes, "number of classes (motion directions)");
+  cmd->add_option("--videos", synth->videos, "number of videos");
+  cmd->add_option("--frames", synth->frames, "frames per video");
+  cmd->add_option("--size", *size, "WxH");
+  cmd->add_option("--seed", synth->seed, "seed (same seed, same bytes)");
+  cmd->add_option("--codec", synth->codec, "libx264 or mpeg4");
+  cmd->add_option("--gop", synth->gop, "keyframe interval");
+  OnChosen(cmd, inv, [synth, size] {
+    if (std::sscanf(size->c_str(), "%dx%d", &synth->width, &synth->height) != 2)
+      throw std::invalid_argument("--size: expected WxH, got " + *size);
+    return RunDataSynth(*synth);
+  });
+
+  auto probe = std::make_shared<ProbeOptions>();
+  cmd = data->add_subcommand("probe",
+                             "decode what training and evaluation will decode from every video of a list (the config's "
+                             "train clip and test views), and say why a video fails");
+  AddConfigFlags(cmd, &probe->flags);
+  cmd->add_option("list", probe->list, "dataset list file")->required();
+  cmd->add_option("--data-root", probe->data_root, "prefix for relative paths");
+  cmd->add_option("--num-classes", probe->num_classes, "labels must be below this");
+  OnChosen(cmd, inv, [probe] { return RunDataProbe(probe->flags, probe->list, probe->data_root, probe->num_classes); });
+
+  AddDataPrepareCommand(*data, inv);
+  AddDataBenchCommand(*data, inv);
 }
 
 }  // namespace evl

@@ -2,6 +2,7 @@
 // sparse sampling seeks instead of decoding whole clips — sharded across the ranks of an MPI job
 // (`evl launch -n N -- data prepare ...`, or srun), restartable, never touching the originals.
 #include <ATen/core/Tensor.h>
+#include <CLI/CLI.hpp>
 #include <glog/logging.h>
 #include <mpi.h>
 #include <sys/stat.h>
@@ -22,6 +23,13 @@
 
 namespace evl {
 namespace {
+
+struct PrepareOptions {
+  std::string list, data_root, out_dir;
+  int short_side = 320;
+  int keyint = 16;
+  int crf = 23;
+};
 
 std::string RealPath(const std::string& p) {
   char buf[PATH_MAX];
@@ -83,8 +91,6 @@ void Transcode(const std::string& in, const std::string& out, const PrepareOptio
   }
   if (std::rename(tmp.c_str(), out.c_str()) != 0) throw DataError(out + ": cannot rename the finished file into place");
 }
-
-}  // namespace
 
 int RunDataPrepare(int* argc, char*** argv, const PrepareOptions& o) {
   if (o.out_dir.empty() || o.list.empty()) throw std::invalid_argument("evl data prepare: --list and --out are required");
@@ -153,6 +159,20 @@ int RunDataPrepare(int* argc, char*** argv, const PrepareOptions& o) {
               << (failed ? "; failures: " + o.out_dir + "/" + list_name + ".failed" : "") << "\n";
     return failed ? 1 : 0;
   });
+}
+
+}  // namespace
+
+void AddDataPrepareCommand(CLI::App& data, Invocation& inv) {
+  auto* cmd = data.add_subcommand("prepare", "re-encode a dataset for fast training (sharded over MPI ranks)");
+  auto o = std::make_shared<PrepareOptions>();
+  cmd->add_option("--list", o->list, "dataset list file")->required();
+  cmd->add_option("--data-root", o->data_root, "prefix for relative paths of the list");
+  cmd->add_option("--out", o->out_dir, "output directory (videos, and the list under the same name)")->required();
+  cmd->add_option("--short-side", o->short_side, "resize the short side to this (never upscales; 0 keeps it)");
+  cmd->add_option("--keyint", o->keyint, "keyframe interval (frames)");
+  cmd->add_option("--crf", o->crf, "libx264 quality (lower is better)");
+  OnChosen(cmd, inv, [&inv, o] { return RunDataPrepare(inv.argc, inv.argv, *o); });
 }
 
 }  // namespace evl

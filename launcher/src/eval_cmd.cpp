@@ -1,4 +1,5 @@
 // `evl eval`: distributed multi-view evaluation of a checkpoint (official .pth or evl checkpoint).
+#include <CLI/CLI.hpp>
 #include <glog/logging.h>
 
 #include <iomanip>
@@ -16,6 +17,7 @@
 #include "evl/trainer.h"
 
 namespace evl {
+namespace {
 
 int RunEval(int* argc, char*** argv, const ConfigFlags& flags, const std::string& checkpoint, const std::string& out) {
   EvlConfig config = LoadEffectiveConfig(flags.config_path, flags.overrides);
@@ -52,6 +54,19 @@ int RunEval(int* argc, char*** argv, const ConfigFlags& flags, const std::string
     }
     return 0;
   });
+}
+
+}  // namespace
+
+void AddEvalCommand(CLI::App& app, Invocation& inv) {
+  auto* cmd = app.add_subcommand("eval", "distributed multi-view evaluation of a checkpoint");
+  auto flags = std::make_shared<ConfigFlags>();
+  auto checkpoint = std::make_shared<std::string>(), out = std::make_shared<std::string>();
+  AddConfigFlags(cmd, flags.get());
+  cmd->add_option("--checkpoint", *checkpoint,
+                  "official .pth or evl checkpoint (default: the newest valid one in RUN_DIR/checkpoints)");
+  cmd->add_option("--out", *out, "output directory (default RUN_DIR/eval)");
+  OnChosen(cmd, inv, [&inv, flags, checkpoint, out] { return RunEval(inv.argc, inv.argv, *flags, *checkpoint, *out); });
 }
 
 }  // namespace evl

@@ -1,3 +1,5 @@
+// `evl info` (versions, for bug reports) and `evl config` (the effective config).
+#include <CLI/CLI.hpp>
 #include <google/protobuf/stubs/common.h>
 #include <mpi.h>
 
@@ -12,6 +14,7 @@
 #include "evl/runtime_info.h"
 
 namespace evl {
+namespace {
 
 int RunInfo(bool with_model, const ConfigFlags& flags) {
   char mpi_lib[MPI_MAX_LIBRARY_VERSION_STRING];
@@ -35,6 +38,27 @@ int RunInfo(bool with_model, const ConfigFlags& flags) {
             << "\n";
   if (with_model) std::cout << ModelSummaryText(LoadEffectiveConfig(flags.config_path, flags.overrides));
   return 0;
+}
+
+}  // namespace
+
+void AddInfoCommand(CLI::App& app, Invocation& inv) {
+  auto* cmd = app.add_subcommand("info", "versions built with and running with (for bug reports)");
+  auto flags = std::make_shared<ConfigFlags>();
+  auto with_model = std::make_shared<bool>(false);
+  cmd->add_flag("--model", *with_model, "also print the model summary (parameters, FLOPs)");
+  AddConfigFlags(cmd, flags.get());
+  OnChosen(cmd, inv, [flags, with_model] { return RunInfo(*with_model, *flags); });
+}
+
+void AddConfigCommand(CLI::App& app, Invocation& inv) {
+  auto* cmd = app.add_subcommand("config", "validate a config and print the effective one");
+  auto flags = std::make_shared<ConfigFlags>();
+  AddConfigFlags(cmd, flags.get());
+  OnChosen(cmd, inv, [flags] {
+    std::cout << ConfigToText(LoadEffectiveConfig(flags->config_path, flags->overrides));
+    return 0;
+  });
 }
 
 }  // namespace evl

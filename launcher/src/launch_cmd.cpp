@@ -6,6 +6,7 @@
 // ranks as SIGUSR1 (which mpirun forwards), evl launch waits for them — at most
 // dist.checkpoint_timeout_s' default — and returns their status (75: checkpoint saved). A second
 // signal is passed to mpirun as it is, which ends the job at once.
+#include <CLI/CLI.hpp>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/wait.h>
@@ -74,10 +75,15 @@ int RunMpirun(std::vector<char*>& argv) {
   return WIFSIGNALED(status) ? 128 + WTERMSIG(status) : 1;
 }
 
-}  // namespace
+struct LaunchOptions {
+  int ranks = 1;
+  std::string hosts, hostfile;
+  bool oversubscribe = false, bind = false;
+  std::vector<std::string> command;  // after --
+};
 
-int RunLaunch(int ranks, const std::string& hosts, const std::string& hostfile, bool oversubscribe, bool bind,
-              const std::vector<std::string>& command, const std::string& self) {
+int RunLaunch(const LaunchOptions& o, const std::string& self) {
+  const auto& [ranks, hosts, hostfile, oversubscribe, bind, command] = o;
   if (command.empty()) {
     std::cerr << "evl launch: give the evl command after --, e.g. evl launch -n 2 -- train --config C\n";
     return 2;
@@ -112,6 +118,20 @@ int RunLaunch(int ranks, const std::string& hosts, const std::string& hostfile, 
   for (auto& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
   return RunMpirun(argv);
+}
+
+}  // namespace
+
+void AddLaunchCommand(CLI::App& app, Invocation& inv) {
+  auto* cmd = app.add_subcommand("launch", "run an evl command on N local/hostfile ranks via mpirun");
+  auto o = std::make_shared<LaunchOptions>();
+  cmd->add_option("-n,--np", o->ranks, "number of ranks")->required();
+  cmd->add_option("--hosts", o->hosts, "comma-separated host[:slots] list (mpirun --host)");
+  cmd->add_option("--hostfile", o->hostfile, "mpirun hostfile");
+  cmd->add_flag("--oversubscribe", o->oversubscribe, "allow more ranks than cores (automatic locally)");
+  cmd->add_flag("--bind", o->bind, "bind each rank to a core (default: no binding)");
+  cmd->add_option("command", o->command, "the evl command to run on every rank, after --");
+  OnChosen(cmd, inv, [&inv, o] { return RunLaunch(*o, inv.self); });
 }
 
 }  // namespace evl

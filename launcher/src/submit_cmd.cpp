@@ -1,5 +1,6 @@
 // `evl submit`: renders the sbatch script for a training (or evaluation) job from the template,
 // writes it and the effective config into RUN_DIR/slurm/, and submits it with sbatch.
+#include <CLI/CLI.hpp>
 #include <glog/logging.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -23,6 +24,22 @@
 
 namespace evl {
 namespace {
+
+struct SubmitOptions {
+  int nodes = 1;
+  int gpus_per_node = 0;
+  int tasks_per_node = 0;  // 0: one per GPU, or 1 without GPUs
+  int cpus_per_task = 0;
+  std::string time, partition, account, qos, constraint, mem, job_name, dependency;
+  int signal_seconds = -1;  // -1: slurm.signal_seconds of the config
+  int max_requeues = -1;    // -1: slurm.max_requeues of the config
+  std::string template_path;  // empty: the embedded slurm/evl.sbatch.in
+  bool dry_run = false;
+  bool eval = false;        // submit `evl eval` instead of `evl train`
+  bool then_eval = false;   // submit training and an evaluation that starts after it succeeds
+  std::string checkpoint;   // evl eval --checkpoint (default: the run's newest valid checkpoint)
+  std::vector<std::string> sbatch_args;  // after --
+};
 
 std::string Cwd() {
   char buf[4096];
@@ -157,8 +174,6 @@ std::string LogFor(const Job& job, const std::string& id) {
   return log.replace(log.find("%j"), 2, id);
 }
 
-}  // namespace
-
 int RunSubmit(const ConfigFlags& flags, const SubmitOptions& o, const std::string& self) {
   EvlConfig config = LoadEffectiveConfig(flags.config_path, flags.overrides);
   if (o.nodes < 1) throw std::invalid_argument("--nodes must be at least 1");
@@ -212,6 +227,37 @@ int RunSubmit(const ConfigFlags& flags, const SubmitOptions& o, const std::strin
               << eval.script_path << "\n  log    " << LogFor(eval, eval_id) << "\n";
   }
   return 0;
+}
+
+}  // namespace
+
+void AddSubmitCommand(CLI::App& app, Invocation& inv) {
+  auto* cmd = app.add_subcommand("submit", "render and submit a Slurm batch job (srun --mpi=pmix, one task per GPU)");
+  auto flags = std::make_shared<ConfigFlags>();
+  auto o = std::make_shared<SubmitOptions>();
+  AddConfigFlags(cmd, flags.get());
+  cmd->add_option("--nodes", o->nodes, "nodes")->check(CLI::PositiveNumber);
+  cmd->add_option("--gpus-per-node", o->gpus_per_node, "GPUs per node (one task each); 0 for CPU-only jobs");
+  cmd->add_option("--tasks-per-node", o->tasks_per_node, "tasks (ranks) per node; default: one per GPU, or 1");
+  cmd->add_option("--cpus-per-task", o->cpus_per_task, "CPU cores per task (decode threads + compute)");
+  cmd->add_option("--time", o->time, "time limit (default slurm.time)");
+  cmd->add_option("--partition", o->partition, "partition (default slurm.partition)");
+  cmd->add_option("--account", o->account, "account (default slurm.account)");
+  cmd->add_option("--qos", o->qos, "QOS (default slurm.qos)");
+  cmd->add_option("--constraint", o->constraint, "node features");
+  cmd->add_option("--mem", o->mem, "memory per node");
+  cmd->add_option("--job-name", o->job_name, "job name (default evl-train / evl-eval)");
+  cmd->add_option("--dependency", o->dependency, "sbatch dependency, e.g. afterok:123");
+  cmd->add_option("--signal-seconds", o->signal_seconds,
+                  "checkpoint-and-requeue signal this many seconds before the time limit (default slurm.signal_seconds; 0: none)");
+  cmd->add_option("--max-requeues", o->max_requeues, "stop requeueing after this many restarts (default slurm.max_requeues)");
+  cmd->add_option("--template", o->template_path, "sbatch template (default: the built-in slurm/evl.sbatch.in)");
+  cmd->add_flag("--dry-run", o->dry_run, "print the script (and write it to RUN_DIR/slurm) without submitting");
+  cmd->add_flag("--eval", o->eval, "submit `evl eval` of a checkpoint instead of training");
+  cmd->add_flag("--then-eval", o->then_eval, "also submit an evaluation that runs after training succeeds");
+  cmd->add_option("--checkpoint", o->checkpoint, "checkpoint for --eval (default: the run's newest valid one)");
+  cmd->add_option("sbatch_args", o->sbatch_args, "extra sbatch options, after --");
+  OnChosen(cmd, inv, [&inv, flags, o] { return RunSubmit(*flags, *o, inv.self); });
 }
 
 }  // namespace evl

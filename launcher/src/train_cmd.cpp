@@ -1,4 +1,5 @@
 // `evl train`: one rank of a training job (or a 1-rank job without mpirun).
+#include <CLI/CLI.hpp>
 #include <glog/logging.h>
 
 #include <csignal>
@@ -72,8 +73,6 @@ std::unique_ptr<Communicator> MakeJobCommunicator(const EvlConfig& config, const
   return MakeRoutingCommunicator(MakeMpiCommunicator(timeout), std::move(accelerator));
 }
 
-}  // namespace
-
 int RunTrain(int* argc, char*** argv, const ConfigFlags& flags, const TrainFlags& train_flags) {
   // Config errors surface before MPI starts, on every rank, with the file and field.
   EvlConfig config = LoadEffectiveConfig(flags.config_path, flags.overrides);
@@ -91,6 +90,19 @@ int RunTrain(int* argc, char*** argv, const ConfigFlags& flags, const TrainFlags
     if (status == kExitPreempted && StopSignal() == SIGUSR1) RequeueIfSlurm(config, *comm, topo.rank);
     return status;
   });
+}
+
+}  // namespace
+
+void AddTrainCommand(CLI::App& app, Invocation& inv) {
+  auto* cmd = app.add_subcommand("train", "train the EVL decoder (under mpirun/srun or alone)");
+  auto flags = std::make_shared<ConfigFlags>();
+  auto train = std::make_shared<TrainFlags>();
+  AddConfigFlags(cmd, flags.get());
+  cmd->add_option("--resume", train->resume, "resume from this checkpoint (wins over train.auto_resume)");
+  cmd->add_option("--init-from", train->init_from, "initialise the decoder from an official .pth");
+  cmd->add_flag("--force-resume", train->force_resume, "resume even if math-relevant config fields differ");
+  OnChosen(cmd, inv, [&inv, flags, train] { return RunTrain(inv.argc, inv.argv, *flags, *train); });
 }
 
 }  // namespace evl
