@@ -166,7 +166,12 @@ void ParseValueInto(const std::string& where, const pb::FieldDescriptor* f, cons
   // An empty string field is a value (it switches auto_augment, weights, lists off); elsewhere a typo.
   if (Trim(raw).empty() && f->cpp_type() != pb::FieldDescriptor::CPPTYPE_STRING)
     Fail(where, "empty value for field '" + f->name() + "'");
-  if (!pb::TextFormat::ParseFieldValueFromString(Literal(f, raw), f, msg)) {
+  // A parser with its own error collector: the static helper prints "[libprotobuf ERROR ...]" lines
+  // beside the message below, which says the same for the user.
+  pb::TextFormat::Parser parser;
+  CollectFirstError errors;
+  parser.RecordErrorsTo(&errors);
+  if (!parser.ParseFieldValueFromString(Literal(f, raw), f, msg)) {
     std::string type = f->cpp_type() == pb::FieldDescriptor::CPPTYPE_ENUM
                            ? "enum " + f->enum_type()->name() + " (e.g. " +
                                  f->enum_type()->value(0)->name() + ")"

@@ -22,6 +22,41 @@ TEST(Cli, HelpListsEverySubcommand) {
   EXPECT_NE(sub.output.find("--set"), std::string::npos);
 }
 
+TEST(Cli, UsageErrorsExitTwoAndNameTheMistypedSubcommand) {
+  auto r = RunCommand(kEvl + " trian --config x.pbtxt");
+  EXPECT_EQ(r.status, 2) << r.output;
+  EXPECT_NE(r.output.find("unknown subcommand 'trian' (did you mean 'train'?)"), std::string::npos) << r.output;
+  auto nested = RunCommand(kEvl + " data prepar --list l");
+  EXPECT_EQ(nested.status, 2) << nested.output;
+  EXPECT_NE(nested.output.find("evl data: unknown subcommand 'prepar' (did you mean 'prepare'?)"), std::string::npos)
+      << nested.output;
+  auto far = RunCommand(kEvl + " frobnicate");
+  EXPECT_EQ(far.status, 2) << far.output;
+  EXPECT_EQ(far.output.find("did you mean"), std::string::npos) << far.output;
+  auto flag = RunCommand(kEvl + " train --no-such-flag");
+  EXPECT_EQ(flag.status, 2) << flag.output;
+  auto version = RunCommand(kEvl + " --version");
+  EXPECT_EQ(version.status, 0) << version.output;
+  EXPECT_TRUE(std::regex_search(version.output, std::regex("^evl [0-9]+\\.[0-9]+\\.[0-9]+ \\(commit "))) << version.output;
+}
+
+TEST(Cli, SetTakesSeveralFieldsAtOnceAndRefusesWhatIsNotAnAssignment) {
+  auto r = RunCommand(kEvl + " config --set model.num_frames=4 data.num_workers=3 --set train.seed=9");
+  ASSERT_EQ(r.status, 0) << r.output;
+  for (const char* line : {"num_frames: 4", "num_workers: 3", "seed: 9"})
+    EXPECT_NE(r.output.find(line), std::string::npos) << line << " missing from:\n" << r.output;
+  auto bad = RunCommand(kEvl + " config --set model.num_frames=4 list.txt");
+  EXPECT_EQ(bad.status, 2) << bad.output;
+  EXPECT_NE(bad.output.find("'list.txt' is not FIELD=VALUE"), std::string::npos) << bad.output;
+}
+
+TEST(Cli, AnInvalidValueIsOneMessageWithoutLibprotobufsOwnLines) {
+  auto r = RunCommand(kEvl + " config --set model.num_frames=abc");
+  EXPECT_EQ(r.status, 2) << r.output;
+  EXPECT_NE(r.output.find("'abc' is not a valid int32 for field 'num_frames'"), std::string::npos) << r.output;
+  EXPECT_EQ(r.output.find("libprotobuf"), std::string::npos) << r.output;
+}
+
 TEST(Cli, InfoPrintsEveryDependencyVersion) {
   auto r = RunCommand(kEvl + " info");
   ASSERT_EQ(r.status, 0) << r.output;
@@ -91,6 +126,34 @@ TEST(Cli, SubmitRefusesALayoutThatSplitsTheBatchUnevenly) {
   auto s = RunCommand(kEvl + " submit --time '1 day' --dry-run --set train.run_dir=scratch/submit_uneven");
   EXPECT_EQ(s.status, 2) << s.output;
   EXPECT_NE(s.output.find("--time '1 day' contains spaces"), std::string::npos) << s.output;
+}
+
+// A dry run with --then-eval writes both scripts, each submittable later as it is (the dependency
+// is given on the sbatch line it prints), and too few cores for the decode threads is said.
+TEST(Cli, SubmitThenEvalDryRunWritesBothScriptsReadyToSubmit) {
+  const std::string dir = ScratchDir("submit_then_eval");
+  auto r = RunCommand(kEvl + " submit --then-eval --dry-run --cpus-per-task 1 --set data.num_workers=4" +
+                      " --set train.run_dir=" + dir);
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_NE(r.output.find("--cpus-per-task 1 is below data.num_workers 4"), std::string::npos) << r.output;
+  EXPECT_TRUE(std::regex_search(r.output, std::regex("sbatch --dependency=afterok:\\$train_id /\\S+/slurm/eval-")))
+      << r.output;
+  const std::string train = RunCommand("cat " + dir + "/slurm/train-*.sbatch").output;
+  const std::string eval = RunCommand("cat " + dir + "/slurm/eval-*.sbatch").output;
+  EXPECT_NE(train.find(" train --config "), std::string::npos) << train;
+  EXPECT_NE(eval.find(" eval --config "), std::string::npos) << eval;
+  EXPECT_EQ(eval.find("{{"), std::string::npos) << "an unfilled placeholder:\n" << eval;
+  EXPECT_EQ(eval.find("--dependency"), std::string::npos) << eval;
+}
+
+// An empty train_list (an unset shell variable in a job script) is an error unless the synthetic
+// dataset is asked for; the quick-start config asks for it.
+TEST(Cli, SyntheticDataOnlyWhenAskedFor) {
+  const std::string dir = ScratchDir("train_no_list");
+  auto r = RunCommand(kEvl + " train --set data.synthetic.enabled=false --set data.train_list= --set train.run_dir=" + dir);
+  EXPECT_EQ(r.status, 2) << r.output;
+  EXPECT_NE(r.output.find("data.train_list is empty"), std::string::npos) << r.output;
+  EXPECT_FALSE(std::ifstream(dir + "/synth/train.txt").good()) << "synthetic data written anyway";
 }
 
 TEST(Cli, GpuRequestsOnACpuOnlyBuildAreRefusedBeforeAnythingRuns) {

@@ -38,6 +38,50 @@ double LastEvalTop1(const std::string& dir) {
   return evals.empty() ? -1 : evals.back()["top1"].get<double>();
 }
 
+// Inputs divided by a zero std make every loss NaN: those steps are skipped (nothing applied), the
+// run stops after train.nonfinite_patience of them with exit status 3, metrics.jsonl stays valid
+// JSON, and no checkpoint holds a NaN. A learning rate that overflows the parameters in one update
+// stops the run at once, before anything of it is saved.
+TEST(Train, ADivergedRunStopsWithoutSavingNonFiniteState) {
+  const std::string d = ScratchDir("train_diverged");
+  auto r = RunCommand(kEvl + " train" + SmallRun(d) +
+                      " --set data.std=0,0,0 --set train.num_steps=60 --set train.save_freq=1 --set train.keep_last=100"
+                      " --set train.nonfinite_patience=3");
+  EXPECT_EQ(r.status, 3) << r.output;
+  EXPECT_NE(r.output.find("training diverged: 3 steps in a row"), std::string::npos) << r.output;
+  const auto steps = ReadMetrics(d);  // parses every line: NaN must not be written as a bare token
+  EXPECT_EQ(steps.size(), 3u);
+  for (const auto& j : steps) EXPECT_TRUE(j["loss"].is_null()) << j.dump();
+  const std::string big = ScratchDir("train_overflow");
+  auto o = RunCommand(kEvl + " train" + SmallRun(big) + " --set train.lr=1e30 --set train.save_freq=1");
+  EXPECT_EQ(o.status, 3) << o.output;
+  EXPECT_NE(o.output.find("made parameters NaN/Inf"), std::string::npos) << o.output;
+  EXPECT_TRUE(ListCheckpoints(big).empty()) << "the overflowing step was saved";
+  int checked = 0;
+  for (const auto& path : ListCheckpoints(d)) {
+    const CheckpointState s = ReadCheckpointFile(path);
+    for (const auto& [name, t] : s.tensors)
+      EXPECT_TRUE(t.isfinite().all().item<bool>()) << name << " in " << path;
+    ++checked;
+  }
+  EXPECT_GT(checked, 0);
+}
+
+// Fine-tuning to another class count (MMAction2's load_from): everything loads but the head, which
+// is named in a warning and left as initialised.
+TEST(Train, InitFromACheckpointWithAnotherClassCountLoadsAllButTheHead) {
+  const std::string src = ScratchDir("finetune_src"), dst = ScratchDir("finetune_dst");
+  auto first = RunCommand(kEvl + " train" + SmallRun(src) + " --set model.num_classes=5 --set train.num_steps=2");
+  ASSERT_EQ(first.status, 0) << first.output;
+  auto tuned = RunCommand(kEvl + " train" + SmallRun(dst) + " --set train.num_steps=1 --init-from " +
+                          CheckpointPath(src, 2));
+  ASSERT_EQ(tuned.status, 0) << tuned.output;
+  EXPECT_NE(tuned.output.find("--init-from: not loading proj.2.weight [5, 64] -> [4, 64]"), std::string::npos)
+      << tuned.output;
+  EXPECT_NE(tuned.output.find("not loading proj.2.bias [5] -> [4]"), std::string::npos) << tuned.output;
+  EXPECT_EQ(tuned.output.find("not loading proj.0"), std::string::npos) << tuned.output;
+}
+
 TEST(Train, RankCountInvariance) {
   const std::string d1 = ScratchDir("train_np1"), d2 = ScratchDir("train_np2");
   auto r1 = RunCommand(kEvl + " train" + SmallRun(d1));

@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <fstream>
 #include <set>
+#include <thread>
 
 #include "../train/src/train_state.h"
 #include "config.h"
@@ -16,11 +17,13 @@
 #include "evl/checkpoint_manager.h"
 #include "evl/file_util.h"
 #include "evl/grad_sync.h"
+#include "evl/ordered_prefetcher.h"
 #include "evl/sampler.h"
 #include "evl/schedule.h"
 #include "evl/slurm.h"
 #include "evl/stop_signal.h"
 #include "evl/topology.h"
+#include "evl/video_list.h"
 #include "test_util.h"
 #include "tiny_model.h"
 
@@ -33,6 +36,61 @@ void* HandlerOf(int sig) {
   struct sigaction now = {};
   sigaction(sig, nullptr, &now);
   return reinterpret_cast<void*>(now.sa_handler);
+}
+
+// Items come out in order whatever the threads do: later items are made faster than earlier ones.
+TEST(OrderedPrefetcher, HandsItemsOverInOrderAndNeverRunsMoreThanTheWindowAhead) {
+  struct State {
+    int uses = 0;  // one per thread, reused from item to item
+  };
+  std::atomic<int64_t> highest{-1};
+  std::atomic<int64_t> consumed{0};
+  std::atomic<bool> window_kept{true};
+  constexpr int64_t kAhead = 3;
+  OrderedPrefetcher<int64_t, State> p(40, 4, kAhead, [&](int64_t k, State& state) {
+    ++state.uses;
+    if (k > consumed + kAhead) window_kept = false;  // `consumed` may lag Next() by one
+    std::this_thread::sleep_for(std::chrono::microseconds((40 - k) * 50));
+    int64_t h = highest;
+    while (k > h && !highest.compare_exchange_weak(h, k)) {
+    }
+    return k * k;
+  });
+  int64_t item = -1;
+  for (int64_t k = 0; k < 40; ++k) {
+    ASSERT_TRUE(p.Next(&item));
+    EXPECT_EQ(item, k * k);
+    consumed = k + 1;
+  }
+  EXPECT_FALSE(p.Next(&item));
+  EXPECT_TRUE(window_kept);
+}
+
+TEST(OrderedPrefetcher, TheFirstErrorReachesTheConsumerWithItsType) {
+  OrderedPrefetcher<int, int> p(100, 3, 8, [](int64_t k, int&) -> int {
+    if (k == 5) throw DataError("video 5 is broken");
+    return static_cast<int>(k);
+  });
+  int item = 0;
+  try {
+    for (int k = 0; k < 100; ++k) p.Next(&item);
+    ADD_FAILURE() << "no error";
+  } catch (const DataError& e) {
+    EXPECT_STREQ(e.what(), "video 5 is broken");
+  }
+}
+
+TEST(OrderedPrefetcher, StopsMidSequenceWhenDestroyed) {
+  std::atomic<int> made{0};
+  {
+    OrderedPrefetcher<int, int> p(1000000, 2, 4, [&](int64_t k, int&) {
+      ++made;
+      return static_cast<int>(k);
+    });
+    int item;
+    ASSERT_TRUE(p.Next(&item));
+  }
+  EXPECT_LE(made.load(), 1 + 4 + 2);  // the consumed one, the window, one in hand per thread
 }
 
 TEST(StopSignal, ASecondSigtermWhileAStopIsPendingRestoresTheDefaultAction) {

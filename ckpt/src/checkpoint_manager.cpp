@@ -117,7 +117,6 @@ void AsyncCheckpointer::Loop() {
       busy_ = true;
     }
     std::string error;
-    const auto t0 = std::chrono::steady_clock::now();
     const std::string path = CheckpointPath(run_dir_, job.step);
     try {
       WriteCheckpointFile(path, job);
@@ -137,7 +136,6 @@ void AsyncCheckpointer::Loop() {
     }
     std::lock_guard<std::mutex> l(mu_);
     error_ = error;
-    last_write_s_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     busy_ = false;
     cv_.notify_all();
   }

@@ -12,38 +12,39 @@ Loader::Loader(std::shared_ptr<const VideoClipDataset> dataset, SampleFn samples
                int64_t end_step, int num_workers, int prefetch_batches, bool pin_memory)
     : dataset_(std::move(dataset)),
       samples_for_step_(std::move(samples_for_step)),
+      first_step_(first_step),
       end_step_(end_step),
-      prefetch_(std::max(1, prefetch_batches)),
       pin_memory_(pin_memory),
       next_out_step_(first_step),
-      next_job_step_(first_step),
       start_(std::chrono::steady_clock::now()) {
-  for (int i = 0; i < std::max(1, num_workers); ++i) workers_.emplace_back([this] { Work(); });
+  if (first_step >= end_step) return;
+  StepBatch first;
+  first.indices = samples_for_step_(first_step);
+  batch_ = static_cast<int64_t>(first.indices.size());
+  if (batch_ == 0) throw std::invalid_argument("loader: step " + std::to_string(first_step) + " has no samples");
+  steps_.emplace(first_step, std::move(first));
+  prefetcher_ = std::make_unique<OrderedPrefetcher<int64_t, VideoReader>>(
+      (end_step - first_step) * batch_, num_workers, static_cast<int64_t>(std::max(1, prefetch_batches)) * batch_,
+      [this](int64_t k, VideoReader& reader) { return DecodeSample(k, reader); });
 }
 
 Loader::~Loader() {
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    stop_ = true;
-  }
-  work_cv_.notify_all();
-  ready_cv_.notify_all();
-  for (auto& t : workers_) t.join();
+  stopping_ = true;  // a sample being replaced gives up between attempts
+  prefetcher_.reset();
 }
 
 at::Tensor Loader::LoadWithReplacement(int64_t step, int64_t index, VideoReader& reader, int64_t* used) {
   const auto& o = dataset_->options();
   int64_t candidate = index;
   for (int attempt = 0;; ++attempt) {
+    if (stopping_) return at::Tensor();
     {
       std::lock_guard<std::mutex> lock(mu_);
-      if (stop_) return at::Tensor();
       ++attempts_;
     }
     try {
-      auto clip = dataset_->Load(candidate, static_cast<uint64_t>(step), reader);
       *used = candidate;
-      return clip;
+      return dataset_->Load(candidate, static_cast<uint64_t>(step), reader);
     } catch (const DataError& e) {
       std::lock_guard<std::mutex> lock(mu_);
       ++failures_;
@@ -52,14 +53,9 @@ at::Tensor Loader::LoadWithReplacement(int64_t step, int64_t index, VideoReader&
         reported_[path] = true;
         LOG(WARNING) << "skipping video: " << e.what();
       }
-      if (attempts_ >= 20 && failures_ * 2 > attempts_) {
-        fatal_ = "most videos fail to load (" + std::to_string(failures_) + " of " + std::to_string(attempts_) +
-                 " attempts; last: " + e.what() + "); check data.train_list/data_root";
-        stop_ = true;
-        ready_cv_.notify_all();
-        work_cv_.notify_all();
-        return at::Tensor();
-      }
+      if (attempts_ >= 20 && failures_ * 2 > attempts_)
+        throw DataError("most videos fail to load (" + std::to_string(failures_) + " of " + std::to_string(attempts_) +
+                        " attempts; last: " + e.what() + "); check data.train_list/data_root");
     }
     // Replacement drawn from its own generator: the same failure gives the same replacement.
     std::mt19937_64 rng = SampleRng(o.seed ^ 0x5eedbadULL, static_cast<uint64_t>(step),
@@ -68,98 +64,68 @@ at::Tensor Loader::LoadWithReplacement(int64_t step, int64_t index, VideoReader&
   }
 }
 
-void Loader::Work() {
-  VideoReader reader;
-  while (true) {
-    int64_t step, index;
-    size_t slot;
-    {
-      std::unique_lock<std::mutex> lock(mu_);
-      work_cv_.wait(lock, [&] {
-        return stop_ || (next_job_step_ < end_step_ && next_job_step_ < next_out_step_ + prefetch_);
-      });
-      if (stop_) return;
-      auto it = pending_.find(next_job_step_);
-      if (it == pending_.end()) {
-        Pending p;
-        p.indices = samples_for_step_(next_job_step_);
-        p.used.resize(p.indices.size());
-        p.remaining = static_cast<int>(p.indices.size());
-        it = pending_.emplace(next_job_step_, std::move(p)).first;
-      }
-      step = next_job_step_;
-      slot = next_job_slot_;
-      index = it->second.indices[slot];
-      if (++next_job_slot_ >= it->second.indices.size()) {
-        next_job_slot_ = 0;
-        ++next_job_step_;
-      }
-    }
-    int64_t used = index;
-    // Anything but a DataError (handled by replacement) ends the run, naming the video: an
-    // exception escaping this thread would terminate the process without a word.
-    try {
-      at::Tensor clip = LoadWithReplacement(step, index, reader, &used);
-      at::Tensor row;
-      {
-        std::lock_guard<std::mutex> lock(mu_);
-        if (stop_) return;
-        Pending& p = pending_[step];  // stays put until Next() erases it, after the last row is in
-        if (!p.clips.defined()) {
-          std::vector<int64_t> sizes = clip.sizes().vec();
-          sizes.insert(sizes.begin(), static_cast<int64_t>(p.indices.size()));
-          p.clips = at::empty(sizes, clip.options().pinned_memory(pin_memory_));
-        }
-        row = p.clips.select(0, static_cast<int64_t>(slot));
-      }
-      row.copy_(clip);  // outside the lock: each thread writes its own row
-    } catch (const std::exception& e) {
-      std::string video = "index " + std::to_string(used);
-      if (used >= 0 && used < dataset_->size()) video = "'" + dataset_->entry(used).path + "' (" + video + ")";
-      std::lock_guard<std::mutex> lock(mu_);
-      if (fatal_.empty()) {
-        fatal_ = "loading video " + video + " for step " + std::to_string(step) + " failed: " + e.what();
-        fatal_is_data_ = false;
-      }
-      stop_ = true;
-      ready_cv_.notify_all();
-      work_cv_.notify_all();
-      return;
-    }
+int64_t Loader::DecodeSample(int64_t k, VideoReader& reader) {
+  const int64_t step = first_step_ + k / batch_, slot = k % batch_;
+  int64_t index, used;
+  {
     std::lock_guard<std::mutex> lock(mu_);
-    if (stop_) return;
-    Pending& p = pending_[step];
-    p.used[slot] = used;
-    if (--p.remaining == 0) ready_cv_.notify_all();
+    auto it = steps_.find(step);
+    if (it == steps_.end()) {
+      StepBatch b;
+      b.indices = samples_for_step_(step);
+      if (static_cast<int64_t>(b.indices.size()) != batch_)
+        throw std::logic_error("loader: step " + std::to_string(step) + " has " + std::to_string(b.indices.size()) +
+                               " samples, step " + std::to_string(first_step_) + " had " + std::to_string(batch_));
+      it = steps_.emplace(step, std::move(b)).first;
+    }
+    index = used = it->second.indices[slot];
+  }
+  // Anything but a DataError (handled by replacement) ends the run, naming the video: the caller
+  // would otherwise learn only that something failed somewhere.
+  try {
+    at::Tensor clip = LoadWithReplacement(step, index, reader, &used);
+    if (!clip.defined()) return used;  // stopping
+    at::Tensor row;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      StepBatch& b = steps_.at(step);  // stays put until Next() takes it, after its last row is in
+      if (!b.clips.defined()) {
+        std::vector<int64_t> sizes = clip.sizes().vec();
+        sizes.insert(sizes.begin(), batch_);
+        b.clips = at::empty(sizes, clip.options().pinned_memory(pin_memory_));
+      }
+      row = b.clips.select(0, slot);
+    }
+    row.copy_(clip);  // outside the lock: each thread writes its own row
+    return used;
+  } catch (const DataError&) {
+    throw;  // most videos fail: already says so
+  } catch (const std::exception& e) {
+    std::string video = "index " + std::to_string(used);
+    if (used >= 0 && used < dataset_->size()) video = "'" + dataset_->entry(used).path + "' (" + video + ")";
+    throw std::runtime_error("loading video " + video + " for step " + std::to_string(step) + " failed: " + e.what());
   }
 }
 
 bool Loader::Next(Batch* batch) {
-  const auto t0 = std::chrono::steady_clock::now();
-  std::unique_lock<std::mutex> lock(mu_);
   if (next_out_step_ >= end_step_) return false;
-  ready_cv_.wait(lock, [&] {
-    auto it = pending_.find(next_out_step_);
-    return stop_ || (it != pending_.end() && it->second.remaining == 0);
-  });
-  if (!fatal_.empty()) {
-    if (fatal_is_data_) throw DataError(fatal_);
-    throw std::runtime_error(fatal_);
+  std::vector<int64_t> used(static_cast<size_t>(batch_));
+  for (auto& u : used)
+    if (!prefetcher_->Next(&u)) return false;
+  StepBatch b;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = steps_.find(next_out_step_);
+    b = std::move(it->second);
+    steps_.erase(it);
+    clips_ += batch_;
   }
-  if (stop_) return false;
-  Pending p = std::move(pending_[next_out_step_]);
-  pending_.erase(next_out_step_);
   batch->step = next_out_step_++;
-  work_cv_.notify_all();
-  wait_s_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  lock.unlock();
-  batch->clips = p.clips;
+  batch->clips = b.clips;
   std::vector<int64_t> labels;
-  for (int64_t i : p.used) labels.push_back(dataset_->entry(i).label);
+  for (int64_t i : used) labels.push_back(dataset_->entry(i).label);
   batch->labels = torch::tensor(labels, torch::kLong);
-  batch->indices = p.used;
-  lock.lock();
-  clips_ += static_cast<int64_t>(p.used.size());
+  batch->indices = std::move(used);
   return true;
 }
 
@@ -169,7 +135,7 @@ LoaderCounters Loader::counters() const {
   c.clips = clips_;
   c.skipped = failures_;
   c.skipped_files = static_cast<int64_t>(reported_.size());
-  c.wait_s = wait_s_;
+  c.wait_s = prefetcher_ ? prefetcher_->wait_s() : 0;
   c.elapsed_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
   return c;
 }

@@ -5,6 +5,9 @@
 
 #include <unistd.h>
 
+#include <algorithm>
+#include <iostream>
+
 #include "commands.h"
 #include "config.h"
 #include "evl/checkpoint_format.h"
@@ -21,6 +24,51 @@ std::string SelfPath(const char* argv0) {
   return n > 0 ? std::string(buf, n) : argv0;
 }
 
+// Edit distance, for "did you mean".
+size_t Distance(const std::string& a, const std::string& b) {
+  std::vector<size_t> row(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    size_t diagonal = row[0];
+    row[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j) {
+      const size_t up = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] != b[j - 1])});
+      diagonal = up;
+    }
+  }
+  return row[b.size()];
+}
+
+// CLI11 calls a mistyped subcommand "A subcommand is required" or an unexpected argument; name it,
+// and the closest one. Walks the subcommand levels the way the parser will (options skipped).
+std::string UnknownSubcommand(CLI::App& app, int argc, char** argv) {
+  CLI::App* level = &app;
+  std::string path = "evl";
+  for (int i = 1; i < argc; ++i) {
+    const std::string word = argv[i];
+    if (word.empty() || word[0] == '-') continue;
+    auto subs = level->get_subcommands([](CLI::App*) { return true; });
+    if (subs.empty()) return "";
+    auto found = std::find_if(subs.begin(), subs.end(), [&](CLI::App* a) { return a->get_name() == word; });
+    if (found == subs.end()) {
+      std::string best;
+      size_t best_d = 3;  // more than two edits away is not a typo
+      std::string names;
+      for (CLI::App* a : subs) {
+        names += (names.empty() ? "" : ", ") + a->get_name();
+        const size_t d = Distance(word, a->get_name());
+        if (d < best_d) best_d = d, best = a->get_name();
+      }
+      return path + ": unknown subcommand '" + word + "'" + (best.empty() ? "" : " (did you mean '" + best + "'?)") +
+             "; subcommands: " + names;
+    }
+    level = *found;
+    path += " " + word;
+  }
+  return "";
+}
+
 }  // namespace
 
 void AddConfigFlags(CLI::App* cmd, ConfigFlags* flags) {
@@ -28,8 +76,15 @@ void AddConfigFlags(CLI::App* cmd, ConfigFlags* flags) {
                   "config file (protobuf text format, schema configs/evl_config.proto); "
                   "default: the embedded quick-start config");
   cmd->add_option("--set", flags->overrides,
-                  "override a field: --set model.num_frames=16 (repeatable)")
-      ->allow_extra_args(false);
+                  "override fields: --set model.num_frames=16 data.num_workers=4 (or --set given again)")
+      ->allow_extra_args(true)
+      ->check(CLI::Validator(
+          [](std::string& v) {
+            return v.find('=') == std::string::npos
+                       ? "'" + v + "' is not FIELD=VALUE (positional arguments go before --set)"
+                       : std::string();
+          },
+          "FIELD=VALUE", "field=value"));
 }
 
 void OnChosen(CLI::App* cmd, Invocation& inv, std::function<int()> run) {
@@ -41,6 +96,7 @@ int RunCli(int argc, char** argv) {
   CLI::App app{"evl: train and evaluate EVL (frozen CLIP video learners) across MPI ranks"};
   app.require_subcommand(1);
   app.set_help_all_flag("--help-all", "help for every subcommand");
+  app.set_version_flag("--version", std::string("evl ") + EVL_VERSION + " (commit " + EVL_GIT_COMMIT + ")");
   Invocation inv{&argc, &argv, SelfPath(argv[0]), nullptr};
   AddTrainCommand(app, inv);
   AddEvalCommand(app, inv);
@@ -52,10 +108,16 @@ int RunCli(int argc, char** argv) {
   AddConfigCommand(app, inv);
   AddInfoCommand(app, inv);
 
+  if (const std::string unknown = UnknownSubcommand(app, argc, argv); !unknown.empty()) {
+    std::cerr << unknown << "\n";
+    return 2;
+  }
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    return app.exit(e);
+    // --help and --version exit 0; every usage error exits 2, as config errors do.
+    const int status = app.exit(e);
+    return status == 0 ? 0 : 2;
   }
   if (!inv.run) return 2;  // unreachable: every leaf subcommand sets it, CLI11 requires one
   try {

@@ -15,6 +15,7 @@
 #include "evl/runtime_info.h"
 #include "evl/topology.h"
 #include "evl/trainer.h"
+#include "evl/weights.h"
 
 namespace evl {
 namespace {

@@ -45,7 +45,8 @@ int RunMpirun(std::vector<char*>& argv) {
     std::cerr << "evl launch: cannot run mpirun: " << std::strerror(rc) << "\n";
     return 127;
   }
-  constexpr double kSaveDeadlineS = 1800;  // dist.checkpoint_timeout_s' default
+  // The ranks' own save deadline (the proto's default; evl launch does not read their config).
+  const double kSaveDeadlineS = DistConfig::default_instance().checkpoint_timeout_s();
   int forwarded = 0;
   std::chrono::steady_clock::time_point stop_requested;
   int status = 0;

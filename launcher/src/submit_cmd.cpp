@@ -197,22 +197,32 @@ int RunSubmit(const ConfigFlags& flags, const SubmitOptions& o, const std::strin
     throw std::invalid_argument("train.batch_size " + std::to_string(config.train().batch_size()) +
                                 " is not divisible by the " + std::to_string(ranks) + " ranks of this job");
 
+  if (o.cpus_per_task > 0 && o.cpus_per_task < config.data().num_workers())
+    LOG(WARNING) << "--cpus-per-task " << o.cpus_per_task << " is below data.num_workers " << config.data().num_workers()
+                 << ": each rank's decode threads will share " << o.cpus_per_task << " core(s) with its training thread";
+
   char stamp[32];
   const std::time_t now = std::time(nullptr);
   std::strftime(stamp, sizeof stamp, "%Y%m%d-%H%M%S", std::localtime(&now));
   const std::string config_text = ConfigToText(config);
   std::vector<Job> jobs;
   jobs.push_back(Render(config, o, o.eval ? "eval" : "train", stamp, self, o.dependency));
-  if (o.then_eval) jobs.push_back(Render(config, o, "eval", stamp, self, "afterok:{{TRAIN_JOB_ID}}"));
+  // A dry run's evaluation script has no dependency line: it is given when both are submitted.
+  if (o.then_eval)
+    jobs.push_back(Render(config, o, "eval", stamp, self, o.dry_run ? "" : "afterok:{{TRAIN_JOB_ID}}"));
 
   MakeDirectories(Absolute(config.train().run_dir()) + "/slurm");
   for (const auto& job : jobs) {
     WriteFile(job.config_path, config_text, false);
-    if (!o.dry_run || &job == &jobs.front()) WriteFile(job.script_path, job.script, true);
+    WriteFile(job.script_path, job.script, true);
   }
   if (o.dry_run) {
     for (const auto& job : jobs) std::cout << job.script;
     std::cerr << "evl submit: dry run; wrote " << jobs.front().script_path << " and its config, submitted nothing\n";
+    if (o.then_eval)
+      std::cerr << "evl submit: and " << jobs.back().script_path << "; to submit both later, evaluation after training "
+                << "succeeds:\n  train_id=$(sbatch --parsable " << jobs.front().script_path
+                << ") && sbatch --dependency=afterok:$train_id " << jobs.back().script_path << "\n";
     return 0;
   }
   const std::string train_id = Submit(jobs.front());

@@ -76,6 +76,10 @@ std::unique_ptr<Communicator> MakeJobCommunicator(const EvlConfig& config, const
 int RunTrain(int* argc, char*** argv, const ConfigFlags& flags, const TrainFlags& train_flags) {
   // Config errors surface before MPI starts, on every rank, with the file and field.
   EvlConfig config = LoadEffectiveConfig(flags.config_path, flags.overrides);
+  if (config.data().train_list().empty() && !config.data().synthetic().enabled())
+    throw std::invalid_argument(
+        "data.train_list is empty: give the training list (an unset variable in a job script?), or train on the "
+        "synthetic dataset on purpose with data.synthetic.enabled: true");
   return RunRankJob(argc, argv, config.train().threads(), DeviceRequestOf(config), [&](const Topology& topo) {
     LOG_IF(INFO, topo.rank == 0) << "job: " << topo.world << " rank(s), " << topo.local_world << " on this node ("
                                  << topo.host << "), " << topo.threads << " thread(s) per rank";

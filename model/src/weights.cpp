@@ -80,7 +80,7 @@ std::string LoadReport::ToString() const {
 }
 
 LoadReport LoadStateDict(torch::nn::Module& module, const StateDict& state, bool strict,
-                         const std::string& source) {
+                         const std::string& source, bool skip_reshaped) {
   std::map<std::string, torch::Tensor> targets;
   for (auto& p : module.named_parameters(true)) targets[p.key()] = p.value();
   for (auto& b : module.named_buffers(true)) targets[b.key()] = b.value();
@@ -91,6 +91,11 @@ LoadReport LoadStateDict(torch::nn::Module& module, const StateDict& state, bool
     auto it = targets.find(name);
     if (it == targets.end()) {
       report.unexpected.push_back(name);
+      continue;
+    }
+    if (!it->second.sizes().equals(value.sizes()) && skip_reshaped) {
+      report.reshaped.push_back(name + " " + Shape(value) + " -> " + Shape(it->second));
+      seen[name] = true;
       continue;
     }
     if (!it->second.sizes().equals(value.sizes()))

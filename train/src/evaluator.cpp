@@ -5,17 +5,15 @@
 #include <torch/torch.h>
 
 #include <chrono>
-#include <condition_variable>
 #include <fstream>
 #include <iomanip>
 #include <map>
-#include <mutex>
 #include <stdexcept>
-#include <thread>
 
 #include "evl/checkpoint_manager.h"
 #include "evl/dataset.h"
 #include "evl/model_factory.h"
+#include "evl/ordered_prefetcher.h"
 #include "evl/video_reader.h"
 #include "evl/weights.h"
 
@@ -29,98 +27,26 @@ at::Tensor AggregateViews(const at::Tensor& logits, Aggregation mode) {
   }
 }
 
-void LoadTrainedWeights(EVLTransformerImpl& model, const std::string& path) {
-  if (DetectWeightsFormat(path) != WeightsFormat::kEvlCheckpoint) {
-    LoadEvlWeights(model, path);
-    return;
-  }
+LoadReport LoadTrainedWeights(EVLTransformerImpl& model, const std::string& path, bool skip_reshaped) {
   StateDict sd;
-  for (auto& [name, t] : ReadCheckpointFile(path).tensors)
-    if (name.rfind("model/", 0) == 0) sd.emplace_back(name.substr(6), t);
-  LoadStateDict(model, sd, /*strict=*/true, path);
+  const WeightsFormat format = DetectWeightsFormat(path);
+  if (format != WeightsFormat::kEvlCheckpoint && format != WeightsFormat::kTorchSave)
+    return LoadEvlWeights(model, path);  // throws, naming what the file is instead
+  if (format == WeightsFormat::kTorchSave) {
+    sd = ReadTorchSaveStateDict(path);
+  } else {
+    for (auto& [name, t] : ReadCheckpointFile(path).tensors)
+      if (name.rfind("model/", 0) == 0) sd.emplace_back(name.substr(6), t);
+  }
+  return LoadStateDict(model, sd, /*strict=*/true, path, skip_reshaped);
 }
 
 namespace {
 
-// Decodes this rank's validation videos on `workers` threads, at most `ahead` videos ahead of the
-// consumer, and hands them over in list order, so batches (and so the numbers) do not depend on
-// the thread count. Without it the model waits for every video's decode.
-class EvalPrefetcher {
- public:
-  struct Item {
-    at::Tensor views;   // undefined when the video could not be used
-    std::string error;  // why not
-  };
-
-  EvalPrefetcher(const VideoClipDataset& ds, std::vector<int64_t> indices, int workers, int ahead)
-      : ds_(ds), indices_(std::move(indices)), ahead_(std::max(1, ahead)) {
-    for (int w = 0; w < std::max(1, workers); ++w) threads_.emplace_back([this] { Work(); });
-  }
-  ~EvalPrefetcher() {
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      stop_ = true;
-    }
-    cv_.notify_all();
-    for (auto& t : threads_) t.join();
-  }
-  EvalPrefetcher(const EvalPrefetcher&) = delete;
-  EvalPrefetcher& operator=(const EvalPrefetcher&) = delete;
-
-  // The k-th video of the list; k counts up from 0 across calls. Rethrows what a decode thread
-  // hit that is not a bad video (out of memory, a bug), naming the video.
-  Item Next(double* waited_s) {
-    const auto t0 = std::chrono::steady_clock::now();
-    std::unique_lock<std::mutex> lock(mu_);
-    cv_.wait(lock, [&] { return ready_.count(next_out_) > 0; });
-    if (!fatal_.empty()) throw std::runtime_error(fatal_);
-    Item item = std::move(ready_[next_out_]);
-    ready_.erase(next_out_++);
-    lock.unlock();
-    cv_.notify_all();
-    *waited_s += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    return item;
-  }
-
- private:
-  void Work() {
-    VideoReader reader;
-    while (true) {
-      size_t k;
-      {
-        std::unique_lock<std::mutex> lock(mu_);
-        cv_.wait(lock, [&] { return stop_ || next_job_ >= indices_.size() || next_job_ < next_out_ + ahead_; });
-        if (stop_ || next_job_ >= indices_.size()) return;
-        k = next_job_++;
-      }
-      Item item;
-      std::string fatal;
-      try {
-        item.views = ds_.Load(indices_[k], 0, reader);
-      } catch (const DataError& e) {
-        item.error = e.what();
-      } catch (const std::exception& e) {
-        fatal = "eval: decoding video " + std::to_string(indices_[k]) + " failed: " + e.what();
-      }
-      {
-        std::lock_guard<std::mutex> lock(mu_);
-        if (!fatal.empty() && fatal_.empty()) fatal_ = fatal;
-        ready_[k] = std::move(item);
-      }
-      cv_.notify_all();
-    }
-  }
-
-  const VideoClipDataset& ds_;
-  const std::vector<int64_t> indices_;
-  const size_t ahead_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::map<size_t, Item> ready_;
-  size_t next_job_ = 0, next_out_ = 0;
-  bool stop_ = false;
-  std::string fatal_;  // the first error that is not a bad video
-  std::vector<std::thread> threads_;
+// One validation video as the decode threads hand it over.
+struct EvalItem {
+  at::Tensor views;   // [V, 3, T, S, S]; undefined when the video could not be used
+  std::string error;  // why not
 };
 
 }  // namespace
@@ -141,7 +67,6 @@ EvalReport Evaluate(EVLTransformer& model, const EvlConfig& config, Communicator
   const int64_t max_views = std::max(1, config.eval().batch_size());
   std::vector<std::pair<int64_t, torch::Tensor>> pending;  // (slot, views) waiting for a batched forward
   int64_t pending_views = 0, done = 0;
-  double data_s = 0;
   auto flush = [&] {
     if (pending.empty()) return;
     std::vector<torch::Tensor> all;
@@ -157,12 +82,27 @@ EvalReport Evaluate(EVLTransformer& model, const EvlConfig& config, Communicator
   };
   std::vector<int64_t> mine;
   for (int64_t i = comm.rank(); i < n; i += world) mine.push_back(i);
-  EvalPrefetcher prefetch(ds, mine, config.data().num_workers(),
-                          std::max(1, config.data().prefetch_batches()) * static_cast<int>(max_views));
+  // Decoded on the loader's threads, in list order, so batches (and the numbers) do not depend on
+  // the thread count; a bad video is reported, anything else ends the evaluation naming the video.
+  OrderedPrefetcher<EvalItem, VideoReader> prefetch(
+      static_cast<int64_t>(mine.size()), config.data().num_workers(),
+      std::max(1, config.data().prefetch_batches()) * max_views, [&](int64_t k, VideoReader& reader) {
+        EvalItem item;
+        try {
+          item.views = ds.Load(mine[k], 0, reader);
+        } catch (const DataError& e) {
+          item.error = e.what();
+        } catch (const std::exception& e) {
+          throw std::runtime_error("eval: decoding video " + std::to_string(mine[k]) + " ('" + ds.entry(mine[k]).path +
+                                   "') failed: " + e.what());
+        }
+        return item;
+      });
   for (int64_t slot = 0; slot < static_cast<int64_t>(mine.size()); ++slot) {
     const int64_t i = mine[slot];
     local[slot][0] = static_cast<double>(i);
-    EvalPrefetcher::Item item = prefetch.Next(&data_s);
+    EvalItem item;
+    prefetch.Next(&item);
     if (item.views.defined()) {
       local[slot][1] = 1.0;
       pending_views += item.views.size(0);
@@ -235,7 +175,7 @@ EvalReport Evaluate(EVLTransformer& model, const EvlConfig& config, Communicator
   if (present) r.mean_class_top1 /= present;
   const double total_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   r.videos_per_s = n / total_s;
-  r.data_share = data_s / total_s;
+  r.data_share = prefetch.wait_s() / total_s;
   if (comm.rank() == 0 && !out_dir.empty()) {
     nlohmann::json m = {{"videos", r.videos},           {"evaluated", r.evaluated},
                         {"skipped", r.skipped},         {"top1", r.top1_all},

@@ -60,7 +60,7 @@ EVLTransformer BuildModel(const EvlConfig& config, const torch::Device& device) 
 ClipDatasetOptions DatasetOptionsFromConfig(const EvlConfig& c, bool train) {
   ClipDatasetOptions o;
   o.list_path = train ? c.data().train_list() : c.data().val_list();
-  o.data_root = c.data().data_root();
+  o.data_root = !train && !c.data().val_data_root().empty() ? c.data().val_data_root() : c.data().data_root();
   o.num_classes = c.model().num_classes();
   o.num_frames = c.model().num_frames();
   o.sampling_rate = c.data().sampling_rate();

@@ -39,10 +39,29 @@ at::Tensor TrainStep::ForwardBackward(const at::Tensor& clips, const at::Tensor&
   return totals;
 }
 
+namespace {
+
+// 1 if any of the tensors holds a NaN/Inf, as a 0-dim float tensor on their device (no sync).
+at::Tensor AnyNonFinite(const std::vector<at::Tensor>& tensors, const at::TensorOptions& options) {
+  std::vector<at::Tensor> norms;
+  for (const auto& t : tensors)
+    if (t.defined()) norms.push_back(t.detach().norm().to(torch::kFloat));
+  if (norms.empty()) return torch::zeros({}, options.dtype(torch::kFloat));
+  return torch::stack(norms).isfinite().all().logical_not().to(torch::kFloat);
+}
+
+}  // namespace
+
 at::Tensor TrainStep::Unscale() {
   if (scaler_) return scaler_->Unscale(params_).reshape({});
-  return torch::zeros({}, params_.front().options().dtype(torch::kFloat));
+  // Without a scaler nothing else looks: a NaN/Inf gradient would be applied and poison every
+  // parameter. One reduction over the (small) decoder's gradients, read with the step's metrics.
+  std::vector<at::Tensor> grads;
+  for (const auto& p : params_) grads.push_back(p.grad());
+  return AnyNonFinite(grads, params_.front().options());
 }
+
+at::Tensor TrainStep::ParametersNonFinite() const { return AnyNonFinite(params_, params_.front().options()); }
 
 bool TrainStep::Apply(bool overflow) {
   if (!overflow) {

@@ -9,6 +9,7 @@
 #include <torch/torch.h>
 
 #include <chrono>
+#include <cmath>
 #include <iomanip>
 
 #include "config.h"
@@ -25,6 +26,7 @@
 #include "evl/schedule.h"
 #include "evl/stop_signal.h"
 #include "evl/train_step.h"
+#include "evl/weights.h"
 #include "metrics.h"
 #include "run_setup.h"
 #include "train_state.h"
@@ -106,8 +108,14 @@ int RunTraining(const EvlConfig& input_config, Communicator& comm, const RankCon
 
   // --- where to start: fresh, initialised from weights, or resumed
   if (!flags.init_from.empty()) {
-    LoadTrainedWeights(*model, flags.init_from);
-    if (lead) LOG(INFO) << "initialised from " << flags.init_from;
+    // Fine-tuning (MMAction2's load_from): a head for another class count stays as initialised.
+    const LoadReport loaded = LoadTrainedWeights(*model, flags.init_from, /*skip_reshaped=*/true);
+    if (lead) {
+      for (const auto& r : loaded.reshaped)
+        LOG(WARNING) << "--init-from: not loading " << r << " (another shape in " << flags.init_from
+                     << "; fine-tuning to model.num_classes " << config.model().num_classes() << "?): left as initialised";
+      LOG(INFO) << "initialised from " << flags.init_from;
+    }
   }
   int64_t start_step = 0;
   const std::string resume = ChooseResumeCheckpoint(flags.resume, t, comm);
@@ -145,6 +153,7 @@ int RunTraining(const EvlConfig& input_config, Communicator& comm, const RankCon
   // --- the loop
   const auto start = Clock::now();
   Window window;
+  int nonfinite_steps = 0;  // in a row
   int64_t step = start_step;
   for (; step < t.num_steps(); ++step) {
     Faults().BeforeStep(step, rank);
@@ -163,8 +172,8 @@ int RunTraining(const EvlConfig& input_config, Communicator& comm, const RankCon
     // The step's one host synchronisation: loss, top-1/5 counts and the overflow flag together.
     // Gradients are equal on every rank after the all-reduce, so every rank skips an overflow alike.
     const auto host = torch::cat({totals, train_step.Unscale().to(torch::kDouble).reshape({1})}).to(torch::kCPU);
-    const bool overflow = host[3].item<double>() > 0;
-    if (overflow && lead)
+    const bool overflow = host[3].item<double>() > 0;  // with or without a scaler: the update is skipped
+    if (overflow && scaler && lead)
       LOG(WARNING) << "step " << step + 1 << ": inf/NaN gradient at loss scale " << scaler->scale()
                    << "; step skipped, scale halved";
     train_step.Apply(overflow);
@@ -172,7 +181,8 @@ int RunTraining(const EvlConfig& input_config, Communicator& comm, const RankCon
     // Step metrics and the stop flag travel together, so every rank agrees on stopping.
     auto stats = torch::cat({host.narrow(0, 0, 3), torch::tensor({static_cast<double>(batch.labels.size(0)),
                                                                   static_cast<double>(StopSignal() != 0)},
-                                                                 torch::kDouble)});
+                                                                 torch::kDouble),
+                             train_step.ParametersNonFinite().to(torch::kCPU, torch::kDouble).reshape({1})});
     const auto metrics_t0 = Clock::now();
     comm.AllReduce(stats, ReduceOp::kSum, "step metrics");
     window.comm_wait_s += Since(metrics_t0);  // a second synchronisation point every step
@@ -182,6 +192,32 @@ int RunTraining(const EvlConfig& input_config, Communicator& comm, const RankCon
     window.clips += static_cast<int64_t>(n);
     ++window.steps;
     if (lead) metrics->Step(step, loss, top1, top5, lr);
+    // The loss is summed over ranks and the gradients all-reduced, so every rank decides alike.
+    const bool nonfinite = !std::isfinite(loss) || (overflow && !scaler);
+    nonfinite_steps = nonfinite ? nonfinite_steps + 1 : 0;
+    if (stats[5].item<double>() > 0) {  // the update itself overflowed: it cannot be skipped any more
+      if (lead) {
+        metrics->Flush();
+        LOG(ERROR) << "training diverged: the update of step " << step + 1 << " made parameters NaN/Inf (lr " << lr
+                   << "); stopping without saving it. The checkpoints in " << t.run_dir() << "/checkpoints are "
+                   << "from before; lower train.lr or set train.grad_clip, then resume.";
+      }
+      return kExitDiverged;
+    }
+    if (nonfinite && lead)
+      LOG(WARNING) << "step " << step + 1 << ": " << (std::isfinite(loss) ? "NaN/Inf gradients" : "loss " + std::to_string(loss))
+                   << "; step skipped (" << nonfinite_steps << " in a row, train.nonfinite_patience "
+                   << t.nonfinite_patience() << ")";
+    if (nonfinite_steps >= std::max(1, t.nonfinite_patience())) {
+      if (lead) {
+        metrics->Flush();
+        LOG(ERROR) << "training diverged: " << nonfinite_steps << " steps in a row with a NaN/Inf loss or gradients "
+                   << "(steps " << step + 2 - nonfinite_steps << "-" << step + 1 << "), each skipped, so no parameter "
+                   << "and no checkpoint in " << t.run_dir() << "/checkpoints holds a NaN. Check the data and "
+                   << "data.mean/std, lower train.lr, set train.grad_clip or use train.precision FP32/BF16, then resume.";
+      }
+      return kExitDiverged;
+    }
     if ((step + 1) % std::max(1, t.print_freq()) == 0 || step + 1 == t.num_steps()) {
       // Summed over ranks: a file that fails on two ranks counts twice.
       const LoaderCounters counters = loader.counters();

@@ -44,7 +44,6 @@ class AsyncCheckpointer {
   // Blocks until no save is in flight. Returns false if the last save failed.
   bool Wait();
   std::string LastError();
-  double last_write_s() const { return last_write_s_; }
 
  private:
   void Loop();
@@ -55,7 +54,6 @@ class AsyncCheckpointer {
   bool has_job_ = false, busy_ = false, stop_ = false;
   CheckpointState job_;
   std::string error_;
-  double last_write_s_ = 0;
   std::thread thread_;
 };
 

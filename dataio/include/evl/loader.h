@@ -1,4 +1,5 @@
-// The loader: a pool of decode threads filling a bounded queue of ready batches, in step order.
+// The loader: a pool of decode threads (evl/ordered_prefetcher.h) filling a bounded window of
+// batches, handed over in step order.
 //
 // Which samples make up step s is the caller's business (a pure function `samples_for_step`, the
 // distributed sampler); the loader decodes them with per-sample randomness, so batches do not
@@ -11,20 +12,21 @@
 #pragma once
 
 #include <atomic>
-#include <condition_variable>
 #include <cstdint>
 #include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
-#include <thread>
 #include <vector>
 
 #include <ATen/core/Tensor.h>
 
 #include "evl/dataset.h"
+#include "evl/ordered_prefetcher.h"
 
 namespace evl {
+
+class VideoReader;
 
 struct Batch {
   int64_t step = 0;
@@ -47,45 +49,42 @@ class Loader {
 
   // `pin_memory`: the decode threads write each batch straight into page-locked host memory, so
   // the training thread's copy to a GPU can be asynchronous (REQUIRES a LibTorch with CUDA).
+  // Every step has as many samples as `first_step` (the per-rank batch).
   Loader(std::shared_ptr<const VideoClipDataset> dataset, SampleFn samples_for_step, int64_t first_step,
          int64_t end_step, int num_workers, int prefetch_batches, bool pin_memory = false);
   ~Loader();
   Loader(const Loader&) = delete;
   Loader& operator=(const Loader&) = delete;
 
-  // The next batch in step order; false after end_step. Rethrows a worker's fatal DataError.
+  // The next batch in step order; false after end_step. Rethrows a worker's fatal DataError (most
+  // videos fail) or, for anything unexpected, a runtime_error naming the video and the step.
   bool Next(Batch* batch);
   LoaderCounters counters() const;
 
  private:
-  struct Pending {
+  // A step being decoded: its samples, and the batch tensor each decode thread writes its row of.
+  struct StepBatch {
     std::vector<int64_t> indices;
     at::Tensor clips;  // [B, ...], allocated by the first decode thread that finishes a clip
-    std::vector<int64_t> used;
-    int remaining = 0;
   };
-  void Work();
+  // Decodes sample `k` (step first_step + k / B, row k % B) into its batch row; returns the
+  // dataset index actually used (after replacement).
+  int64_t DecodeSample(int64_t k, class VideoReader& reader);
   at::Tensor LoadWithReplacement(int64_t step, int64_t index, class VideoReader& reader, int64_t* used);
 
   std::shared_ptr<const VideoClipDataset> dataset_;
   SampleFn samples_for_step_;
-  const int64_t end_step_;
-  const int prefetch_;
+  const int64_t first_step_, end_step_;
   const bool pin_memory_;
-  mutable std::mutex mu_;
-  std::condition_variable work_cv_, ready_cv_;
-  std::map<int64_t, Pending> pending_;
-  int64_t next_out_step_;       // the step Next() returns next
-  int64_t next_job_step_;       // the next step whose samples are handed to workers
-  size_t next_job_slot_ = 0;
-  bool stop_ = false;
-  std::string fatal_;
-  bool fatal_is_data_ = true;  // most videos failing (DataError) vs. an unexpected exception
+  int64_t batch_ = 0;  // samples per step
+  int64_t next_out_step_;
+  std::atomic<bool> stopping_{false};
+  mutable std::mutex mu_;  // guards what follows
+  std::map<int64_t, StepBatch> steps_;
   int64_t attempts_ = 0, failures_ = 0, clips_ = 0;
-  double wait_s_ = 0;
   std::map<std::string, bool> reported_;
   std::chrono::steady_clock::time_point start_;
-  std::vector<std::thread> workers_;
+  std::unique_ptr<OrderedPrefetcher<int64_t, VideoReader>> prefetcher_;  // last: stopped first
 };
 
 }  // namespace evl

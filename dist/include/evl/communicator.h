@@ -55,8 +55,8 @@ class Communicator {
   std::string BroadcastString(const std::string& s, int root, const std::string& name, double timeout_s = 0);
 };
 
-// MPI backend over MPI_COMM_WORLD. REQUIRES: MPI initialised with MPI_THREAD_MULTIPLE (or
-// SERIALIZED: only the communication thread calls MPI after construction).
+// MPI backend over MPI_COMM_WORLD. REQUIRES: MPI initialised with MPI_THREAD_MULTIPLE: the
+// communication thread, the arrival board and the stall watchdog call MPI from different threads.
 std::unique_ptr<Communicator> MakeMpiCommunicator(double stall_timeout_s);
 
 // NCCL backend; the unique id travels over MPI from rank 0. Collectives run on a stream of their

@@ -50,13 +50,15 @@ void LoadClipVisual(VisionTransformer2DImpl& backbone, const std::string& path);
 struct LoadReport {
   std::vector<std::string> missing;     // in the module, not in the file
   std::vector<std::string> unexpected;  // in the file, not in the module
+  std::vector<std::string> reshaped;    // in both with other shapes, left as initialised (when allowed)
   std::string ToString() const;
 };
 
-// Copies `state` into module parameters/buffers by name. A shape mismatch always throws naming the
-// tensor; with `strict`, missing or unexpected keys throw with the full report.
+// Copies `state` into module parameters/buffers by name. A shape mismatch throws naming the tensor
+// unless `skip_reshaped` (fine-tuning to another class count: the head is left as initialised and
+// reported); with `strict`, missing or unexpected keys throw with the full report.
 LoadReport LoadStateDict(torch::nn::Module& module, const StateDict& state, bool strict,
-                         const std::string& source);
+                         const std::string& source, bool skip_reshaped = false);
 
 // Loads the trainable part of `model` from an official .pth or an evl checkpoint (format detected).
 LoadReport LoadEvlWeights(EVLTransformerImpl& model, const std::string& path, bool strict = true);

@@ -13,6 +13,8 @@
 
 namespace evl {
 
+struct LoadReport;  // evl/weights.h
+
 struct EvalReport {
   int64_t videos = 0, evaluated = 0, skipped = 0;
   double top1_all = 0, top5_all = 0;          // over every video in the list (undecodable = wrong)
@@ -32,6 +34,8 @@ EvalReport Evaluate(EVLTransformer& model, const EvlConfig& config, Communicator
 
 // Loads trained decoder/head weights from an official .pth or an evl checkpoint (detected from
 // the content), strictly.
-void LoadTrainedWeights(EVLTransformerImpl& model, const std::string& path);
+// With `skip_reshaped`, tensors whose shapes differ (a head for another class count) are left as
+// initialised and listed in the report; otherwise they are an error.
+LoadReport LoadTrainedWeights(EVLTransformerImpl& model, const std::string& path, bool skip_reshaped = false);
 
 }  // namespace evl

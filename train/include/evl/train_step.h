@@ -42,9 +42,12 @@ class TrainStep {
   // top-5 hits] as doubles (the loss averaged over micro-batches, hits summed).
   at::Tensor ForwardBackward(const at::Tensor& clips, const at::Tensor& labels,
                              const std::function<void()>& before_last_backward = nullptr);
-  // Divides the gradients by the loss scale; a 0-dim tensor on the device, 1 if any is inf/NaN
-  // (always 0 without a scaler). Call after the gradients are final (all-reduced).
+  // Divides the gradients by the loss scale (if there is a scaler); a 0-dim tensor on the device, 1
+  // if any gradient is inf/NaN. Call after the gradients are final (all-reduced).
   at::Tensor Unscale();
+  // A 0-dim tensor on the device, 1 if an update has made a parameter inf/NaN (a finite gradient
+  // times a huge learning rate): nothing after that step can be trusted or saved.
+  at::Tensor ParametersNonFinite() const;
   // With the overflow flag read back: clips and steps unless it overflowed, then updates the
   // scaler. Returns whether the step was taken.
   bool Apply(bool overflow);

@@ -26,13 +26,17 @@ struct TrainFlags {
   bool force_resume = false;  // resume even if math-relevant config fields differ
 };
 
+// Exit status of a run that diverged: train.nonfinite_patience steps in a row with a NaN/Inf loss
+// or gradients (each skipped); nothing of them is saved.
+constexpr int kExitDiverged = 3;
+
 // Trains per config; returns the process exit status (0 on success, kExitPreempted after a
 // signal-triggered save). Throws on configuration or
 // data errors with a message naming the field or file.
 int RunTraining(const EvlConfig& config, Communicator& comm, const RankContext& ctx, const TrainFlags& flags = {});
 
-// Resolves data.train_list/val_list: when train_list is empty the synthetic dataset in
-// RUN_DIR/synth is used (rank 0 writes it if missing; every rank waits for it).
+// Resolves data.train_list/val_list: when train_list is empty and data.synthetic.enabled, the
+// synthetic dataset in RUN_DIR/synth is used (rank 0 writes it if missing; every rank waits for it).
 void ResolveDataPaths(EvlConfig* config, Communicator& comm);
 
 }  // namespace evl

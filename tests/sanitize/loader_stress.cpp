@@ -1,6 +1,6 @@
-// Under AddressSanitizer: loaders destroyed at every stage of an epoch (before the first batch,
-// after one, mid-epoch with a full queue, after the end), with several worker threads, over a
-// dataset that includes an undecodable file. Exits non-zero on any sanitizer report or hang
+// Under AddressSanitizer and ThreadSanitizer: loaders destroyed at every stage of an epoch (before
+// the first batch, after one, mid-epoch with a full queue, after the end), with several worker
+// threads, over a dataset that includes an undecodable file. Exits non-zero on any sanitizer report or hang
 // (the runner's timeout).
 #include <torch/torch.h>
 
