@@ -40,14 +40,19 @@ TEST(Cli, UsageErrorsExitTwoAndNameTheMistypedSubcommand) {
   EXPECT_TRUE(std::regex_search(version.output, std::regex("^evl [0-9]+\\.[0-9]+\\.[0-9]+ \\(commit "))) << version.output;
 }
 
-TEST(Cli, SetTakesSeveralFieldsAtOnceAndRefusesWhatIsNotAnAssignment) {
+TEST(Cli, SetTakesSeveralFieldsAtOnce) {
   auto r = RunCommand(kEvl + " config --set model.num_frames=4 data.num_workers=3 --set train.seed=9");
   ASSERT_EQ(r.status, 0) << r.output;
   for (const char* line : {"num_frames: 4", "num_workers: 3", "seed: 9"})
     EXPECT_NE(r.output.find(line), std::string::npos) << line << " missing from:\n" << r.output;
+  // A positional argument after --set stays positional; `--` still ends the options.
   auto bad = RunCommand(kEvl + " config --set model.num_frames=4 list.txt");
   EXPECT_EQ(bad.status, 2) << bad.output;
-  EXPECT_NE(bad.output.find("'list.txt' is not FIELD=VALUE"), std::string::npos) << bad.output;
+  EXPECT_NE(bad.output.find("not expected: list.txt"), std::string::npos) << bad.output;
+  auto extra = RunCommand(kEvl + " submit --dry-run --set train.run_dir=" + ScratchDir("cli_set_dashdash") +
+                          " data.num_workers=1 -- --comment evl-test");
+  EXPECT_EQ(extra.status, 0) << extra.output;
+  EXPECT_NE(extra.output.find("#SBATCH --comment=evl-test"), std::string::npos) << extra.output;
 }
 
 TEST(Cli, AnInvalidValueIsOneMessageWithoutLibprotobufsOwnLines) {
@@ -55,6 +60,45 @@ TEST(Cli, AnInvalidValueIsOneMessageWithoutLibprotobufsOwnLines) {
   EXPECT_EQ(r.status, 2) << r.output;
   EXPECT_NE(r.output.find("'abc' is not a valid int32 for field 'num_frames'"), std::string::npos) << r.output;
   EXPECT_EQ(r.output.find("libprotobuf"), std::string::npos) << r.output;
+}
+
+// Mistakes a run would meet at step 5000 (or in its first evaluation) are all reported before it
+// starts, once per job, with exit status 2 and no MPI banner.
+TEST(Preflight, EveryProblemAtOnceBeforeAnythingStarts) {
+  const std::string dir = ScratchDir("preflight");
+  { std::ofstream(dir + "/val.txt") << "a.mp4 1\nb.mp4 9\n"; }
+  { std::ofstream(dir + "/train.txt") << "a.mp4 1\n"; }
+  { std::ofstream(dir + "/classes.json") << R"(["up", "down", "left"])"; }
+  const std::string bad = " --set data.train_list=" + dir + "/train.txt --set data.val_list=" + dir + "/val.txt" +
+                          " --set data.spatial_size=16 --set data.auto_augment=rand-m7-n4-foo --set train.lr=-1" +
+                          " --set data.class_map=" + dir + "/classes.json --set model.backbone.weights=" + dir +
+                          "/ViT-B-16.pt --set train.run_dir=" + dir + "/run";
+  const std::vector<std::string> expected = {
+      "6 problem(s) found before starting",
+      "train.lr must be > 0",
+      "data.auto_augment \"rand-m7-n4-foo\": section \"foo\" has no value",
+      "data.spatial_size 16 is below the backbone's input size 32",
+      "model.backbone.weights: no such file: " + dir + "/ViT-B-16.pt",
+      "data.val_list: " + dir + "/val.txt:2: label 9",
+      "data.class_map: " + dir + "/classes.json: class map has 3 names, model.num_classes is 4"};
+  auto train = RunCommand(kEvl + " train" + bad);
+  EXPECT_EQ(train.status, 2) << train.output;
+  for (const auto& e : expected) EXPECT_NE(train.output.find(e), std::string::npos) << e << "\nin:\n" << train.output;
+  EXPECT_FALSE(std::ifstream(dir + "/run/metrics.jsonl").good());
+  auto launched = RunCommand(kEvl + " launch -n 2 -- train" + bad);
+  EXPECT_EQ(launched.status, 2) << launched.output;
+  EXPECT_EQ(launched.output.find("problem(s) found"), launched.output.rfind("problem(s) found")) << "printed twice";
+  EXPECT_NE(launched.output.find("problem(s) found"), std::string::npos) << launched.output;
+  EXPECT_EQ(launched.output.find("MPI_ABORT"), std::string::npos) << launched.output;
+  EXPECT_EQ(launched.output.find("mpirun"), std::string::npos) << launched.output;
+  auto check = RunCommand(kEvl + " config --check" + bad);
+  EXPECT_EQ(check.status, 2) << check.output;
+  auto fine = RunCommand(kEvl + " config --check --ranks 2");
+  EXPECT_EQ(fine.status, 0) << fine.output;
+  EXPECT_NE(fine.output.find("preflight: no problem found"), std::string::npos) << fine.output;
+  auto uneven = RunCommand(kEvl + " config --check --ranks 3");
+  EXPECT_EQ(uneven.status, 2) << uneven.output;
+  EXPECT_NE(uneven.output.find("train.batch_size 16 must divide by the 3 rank(s)"), std::string::npos) << uneven.output;
 }
 
 TEST(Cli, InfoPrintsEveryDependencyVersion) {

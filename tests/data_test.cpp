@@ -388,7 +388,8 @@ TEST(RandAugment, ParsesTheOfficialSpecAndDrawsFromTheSeed) {
   EXPECT_TRUE(c.increasing);
   EXPECT_EQ(RandAugmentOps(c).size(), 15u);
   EXPECT_EQ(RandAugmentOps(c)[4], "PosterizeIncreasing");
-  for (const char* bad : {"augmix-m3", "rand-m7x", "rand-q3", "rand-w0", "rand-m99999999999", "rand-mstd0.5x", "rand-n-1"}) {
+  for (const char* bad : {"augmix-m3", "rand-m7x", "rand-q3", "rand-w0", "rand-m99999999999", "rand-mstd0.5x", "rand-n-1",
+                          "rand-m7-n4-foo"}) {
     try {
       ParseRandAugment(bad);
       ADD_FAILURE() << bad << " accepted";

@@ -24,12 +24,6 @@ const std::string kEvl = EVL_BIN;
 const std::string kSrc = EVL_SOURCE_DIR;
 const std::string kMpirun = std::string(MPIEXEC) + " --allow-run-as-root --oversubscribe --bind-to none ";
 
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
 
 class Slurm : public ::testing::Test {
  protected:

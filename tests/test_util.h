@@ -6,6 +6,7 @@
 #include <array>
 #include <cstdio>
 #include <fstream>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -40,6 +41,14 @@ inline std::string ScratchDir(const std::string& name) {
 
 // One synthetic dataset, written once per test process by `evl data synth`, for every training run
 // that is compared with another (see docs/training.md, Known issues). Returns the --set flags.
+// The whole file; "" if it cannot be read.
+inline std::string ReadFile(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
 inline std::string SharedSynthData(const std::string& evl_bin) {
   static const std::string dir = [&] {
     const std::string d = ScratchDir("shared_data_" + std::to_string(getpid()));

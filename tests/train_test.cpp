@@ -5,6 +5,8 @@
 
 #include <chrono>
 #include <dirent.h>
+#include <fcntl.h>
+#include <sys/file.h>
 #include <unistd.h>
 
 #include <fstream>
@@ -38,14 +40,14 @@ double LastEvalTop1(const std::string& dir) {
   return evals.empty() ? -1 : evals.back()["top1"].get<double>();
 }
 
-// Inputs divided by a zero std make every loss NaN: those steps are skipped (nothing applied), the
+// Inputs divided by a tiny std overflow and make every loss NaN: those steps are skipped (nothing applied), the
 // run stops after train.nonfinite_patience of them with exit status 3, metrics.jsonl stays valid
 // JSON, and no checkpoint holds a NaN. A learning rate that overflows the parameters in one update
 // stops the run at once, before anything of it is saved.
 TEST(Train, ADivergedRunStopsWithoutSavingNonFiniteState) {
   const std::string d = ScratchDir("train_diverged");
   auto r = RunCommand(kEvl + " train" + SmallRun(d) +
-                      " --set data.std=0,0,0 --set train.num_steps=60 --set train.save_freq=1 --set train.keep_last=100"
+                      " --set data.std=1e-38,1e-38,1e-38 --set train.num_steps=60 --set train.save_freq=1 --set train.keep_last=100"
                       " --set train.nonfinite_patience=3");
   EXPECT_EQ(r.status, 3) << r.output;
   EXPECT_NE(r.output.find("training diverged: 3 steps in a row"), std::string::npos) << r.output;
@@ -80,6 +82,38 @@ TEST(Train, InitFromACheckpointWithAnotherClassCountLoadsAllButTheHead) {
       << tuned.output;
   EXPECT_NE(tuned.output.find("not loading proj.2.bias [5] -> [4]"), std::string::npos) << tuned.output;
   EXPECT_EQ(tuned.output.find("not loading proj.0"), std::string::npos) << tuned.output;
+}
+
+// RUN_DIR holds what a run was (effective config, versions with the commit, command lines, rank 0's
+// log) and belongs to one job at a time: while another holds it, both ranks refuse with exit 2.
+TEST(Train, TheRunDirectoryIsTheRecordAndBelongsToOneJob) {
+  const std::string d = ScratchDir("train_record");
+  {
+    const int fd = open((d + "/.lock").c_str(), O_RDWR | O_CREAT, 0644);
+    ASSERT_GE(fd, 0);
+    const std::string who = "host other-node, pid 4242\n";
+    ASSERT_EQ(write(fd, who.data(), who.size()), static_cast<ssize_t>(who.size()));
+    ASSERT_EQ(flock(fd, LOCK_EX | LOCK_NB), 0);
+    auto busy = RunCommand(kMpirun + "-np 2 " + kEvl + " train" + SmallRun(d));
+    close(fd);
+    EXPECT_EQ(busy.status, 2) << busy.output;
+    EXPECT_NE(busy.output.find("is in use by another job (host other-node, pid 4242)"), std::string::npos)
+        << busy.output;
+    EXPECT_EQ(busy.output.find("MPI_ABORT"), std::string::npos) << busy.output;
+    EXPECT_FALSE(std::ifstream(d + "/metrics.jsonl").good()) << "trained although refused";
+  }
+  auto r = RunCommand(kEvl + " train" + SmallRun(d));
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_NE(ReadFile(d + "/config.pbtxt").find("num_steps: 12"), std::string::npos);
+  EXPECT_NE(ReadFile(d + "/info.txt").find("commit "), std::string::npos);
+  EXPECT_NE(ReadFile(d + "/commands.txt").find(" train --set data.train_list="), std::string::npos) << ReadFile(d + "/commands.txt");
+  EXPECT_NE(ReadFile(d + "/logs/rank0.log").find("step 12/12"), std::string::npos);
+  // The end-of-run summary: steps, time, the final and the best evaluation with their steps.
+  EXPECT_TRUE(std::regex_search(r.output, std::regex("summary: steps 1-12 of 12 in [0-9:]+ \\([0-9.]+ clips/s\\), "
+                                                     "[0-9:]+ of training in all; final eval top1 [0-9.]+ after step 12; "
+                                                     "best top1 [0-9.]+ after step 12")))
+      << r.output;
+  EXPECT_NE(ReadFile(d + "/.lock").find("pid "), std::string::npos) << "the last owner is named";
 }
 
 TEST(Train, RankCountInvariance) {

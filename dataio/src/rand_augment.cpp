@@ -217,7 +217,9 @@ RandAugmentConfig ParseRandAugment(const std::string& spec) {
     const std::string part = spec.substr(pos + 1, next == std::string::npos ? std::string::npos : next - pos - 1);
     pos = next;
     std::smatch m;
-    if (!std::regex_match(part, m, section)) continue;  // no value: ignored, as officially
+    // A section without a value is ignored by the official parser (timm); here it is refused:
+    // "rand-m7-n4-foo" is a typo, not a recipe.
+    if (!std::regex_match(part, m, section)) throw bad("section \"" + part + "\" has no value");
     const std::string key = m[1], val = m[2];
     if (key == "inc") {
       c.increasing = true;  // official: bool("0") is True too

@@ -69,6 +69,28 @@ std::string UnknownSubcommand(CLI::App& app, int argc, char** argv) {
   return "";
 }
 
+// `--set a=1 b=2` as `--set a=1 --set b=2`: the words with '=' that follow a --set value. (CLI11's
+// allow_extra_args does this too, but then loses a following `--` and what comes after it.)
+std::vector<std::string> ExpandSetArguments(int argc, char** argv) {
+  std::vector<std::string> out;
+  bool after_set_value = false;
+  for (int i = 0; i < argc; ++i) {
+    const std::string word = argv[i];
+    if (word == "--") {
+      for (; i < argc; ++i) out.push_back(argv[i]);
+      break;
+    }
+    if (after_set_value && word[0] != '-' && word.find('=') != std::string::npos) {
+      out.push_back("--set");
+    } else {
+      after_set_value = false;
+    }
+    if (!out.empty() && out.back() == "--set") after_set_value = true;
+    out.push_back(word);
+  }
+  return out;
+}
+
 }  // namespace
 
 void AddConfigFlags(CLI::App* cmd, ConfigFlags* flags) {
@@ -77,18 +99,23 @@ void AddConfigFlags(CLI::App* cmd, ConfigFlags* flags) {
                   "default: the embedded quick-start config");
   cmd->add_option("--set", flags->overrides,
                   "override fields: --set model.num_frames=16 data.num_workers=4 (or --set given again)")
-      ->allow_extra_args(true)
-      ->check(CLI::Validator(
-          [](std::string& v) {
-            return v.find('=') == std::string::npos
-                       ? "'" + v + "' is not FIELD=VALUE (positional arguments go before --set)"
-                       : std::string();
-          },
-          "FIELD=VALUE", "field=value"));
+      ->allow_extra_args(false);
 }
 
 void OnChosen(CLI::App* cmd, Invocation& inv, std::function<int()> run) {
   cmd->callback([&inv, run = std::move(run)] { inv.run = run; });
+}
+
+bool PassesPreflight(const EvlConfig& config, PreflightFor what, int world) {
+  const std::vector<std::string> problems = PreflightProblems(config, what, world);
+  if (problems.empty()) return true;
+  if (LogRank() == 0) LOG(ERROR) << PreflightReport(problems);
+  return false;
+}
+
+void AddPreflightRanksOption(CLI::App* cmd, int* preflight_ranks) {
+  cmd->add_option("--preflight-ranks", *preflight_ranks, "only check the config and the data lists for N ranks")
+      ->group("");
 }
 
 int RunCli(int argc, char** argv) {
@@ -113,7 +140,10 @@ int RunCli(int argc, char** argv) {
     return 2;
   }
   try {
-    app.parse(argc, argv);
+    std::vector<std::string> words = ExpandSetArguments(argc, argv);
+    words.erase(words.begin());                 // CLI11 takes the arguments without the program name,
+    std::reverse(words.begin(), words.end());  // last first
+    app.parse(words);
   } catch (const CLI::ParseError& e) {
     // --help and --version exit 0; every usage error exits 2, as config errors do.
     const int status = app.exit(e);

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "evl/device_choice.h"
+#include "evl/preflight.h"
 #include "evl_config.pb.h"
 
 namespace CLI {
@@ -33,6 +34,15 @@ struct Invocation {
 void AddConfigFlags(CLI::App* cmd, ConfigFlags* flags);
 // When `cmd` is chosen, `run` is what the process does (called after the whole line is parsed).
 void OnChosen(CLI::App* cmd, Invocation& inv, std::function<int()> run);
+// Runs evl/preflight.h; false after printing every problem (once per job: rank 0 of the launcher's
+// environment prints, the other ranks stay quiet). `world` 0: unknown.
+bool PassesPreflight(const EvlConfig& config, PreflightFor what, int world);
+// Adds the hidden --preflight-ranks N option `evl launch` uses to check a rank command for a job of
+// N ranks once, in one process, before starting mpirun (the command then only checks).
+void AddPreflightRanksOption(CLI::App* cmd, int* preflight_ranks);
+
+// What `evl info` prints: versions built with and running with, and the commit (MPI initialised or not).
+std::string InfoText();
 
 // train.device as the topology's device request.
 DeviceRequest DeviceRequestOf(const EvlConfig& config);

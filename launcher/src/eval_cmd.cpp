@@ -7,6 +7,7 @@
 
 #include "commands.h"
 #include "config.h"
+#include "evl/logging.h"
 #include "evl/file_util.h"
 #include "evl/checkpoint_manager.h"
 #include "evl/communicator.h"
@@ -20,8 +21,11 @@
 namespace evl {
 namespace {
 
-int RunEval(int* argc, char*** argv, const ConfigFlags& flags, const std::string& checkpoint, const std::string& out) {
+int RunEval(int* argc, char*** argv, const ConfigFlags& flags, const std::string& checkpoint, const std::string& out,
+            int preflight_ranks) {
   EvlConfig config = LoadEffectiveConfig(flags.config_path, flags.overrides);
+  if (!PassesPreflight(config, PreflightFor::kEval, preflight_ranks > 0 ? preflight_ranks : LogWorld())) return 2;
+  if (preflight_ranks > 0) return 0;
   std::string weights = checkpoint;
   if (weights.empty()) {
     // The run's newest checkpoint that verifies: what a chained `evl submit --then-eval` evaluates.
@@ -63,11 +67,15 @@ void AddEvalCommand(CLI::App& app, Invocation& inv) {
   auto* cmd = app.add_subcommand("eval", "distributed multi-view evaluation of a checkpoint");
   auto flags = std::make_shared<ConfigFlags>();
   auto checkpoint = std::make_shared<std::string>(), out = std::make_shared<std::string>();
+  auto preflight_ranks = std::make_shared<int>(0);
   AddConfigFlags(cmd, flags.get());
+  AddPreflightRanksOption(cmd, preflight_ranks.get());
   cmd->add_option("--checkpoint", *checkpoint,
                   "official .pth or evl checkpoint (default: the newest valid one in RUN_DIR/checkpoints)");
   cmd->add_option("--out", *out, "output directory (default RUN_DIR/eval)");
-  OnChosen(cmd, inv, [&inv, flags, checkpoint, out] { return RunEval(inv.argc, inv.argv, *flags, *checkpoint, *out); });
+  OnChosen(cmd, inv, [&inv, flags, checkpoint, out, preflight_ranks] {
+    return RunEval(inv.argc, inv.argv, *flags, *checkpoint, *out, *preflight_ranks);
+  });
 }
 
 }  // namespace evl

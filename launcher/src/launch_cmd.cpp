@@ -20,6 +20,7 @@
 #include <thread>
 
 #include "commands.h"
+#include "evl/subprocess.h"
 
 extern char** environ;
 
@@ -88,6 +89,18 @@ int RunLaunch(const LaunchOptions& o, const std::string& self) {
   if (command.empty()) {
     std::cerr << "evl launch: give the evl command after --, e.g. evl launch -n 2 -- train --config C\n";
     return 2;
+  }
+  // The ranks' own preflight, run once here: one report instead of one per rank, and no mpirun
+  // banners around it.
+  if (command[0] == "train" || command[0] == "eval") {
+    std::vector<std::string> check = {self, command[0], "--preflight-ranks", std::to_string(ranks)};
+    check.insert(check.end(), command.begin() + 1, command.end());
+    std::string output;
+    const int status = RunCaptured(check, &output);
+    if (status != 0) {
+      std::cerr << output;
+      return status;
+    }
   }
   std::vector<std::string> args = {"mpirun", "-np", std::to_string(ranks)};
   if (geteuid() == 0) args.push_back("--allow-run-as-root");

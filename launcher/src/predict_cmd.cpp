@@ -21,6 +21,7 @@ void AddPredictCommand(CLI::App& app, Invocation& inv) {
   cmd->add_option("--logits-out", request->logits_out, "write raw logits [V, num_classes] as .npy");
   OnChosen(cmd, inv, [flags, request] {
     const EvlConfig config = LoadEffectiveConfig(flags->config_path, flags->overrides);
+    if (!PassesPreflight(config, PreflightFor::kPredict, 1)) return 2;
     request->device = SingleProcessDevice(config);
     RunPredict(config, *request, std::cout);
     return 0;

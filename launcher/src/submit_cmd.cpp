@@ -196,6 +196,8 @@ int RunSubmit(const ConfigFlags& flags, const SubmitOptions& o, const std::strin
   if (!o.eval && config.train().batch_size() % ranks != 0)
     throw std::invalid_argument("train.batch_size " + std::to_string(config.train().batch_size()) +
                                 " is not divisible by the " + std::to_string(ranks) + " ranks of this job");
+  // Refused here, not after the queue wait (the login node sees the same shared files).
+  if (!PassesPreflight(config, o.eval ? PreflightFor::kEval : PreflightFor::kTrain, ranks)) return 2;
 
   if (o.cpus_per_task > 0 && o.cpus_per_task < config.data().num_workers())
     LOG(WARNING) << "--cpus-per-task " << o.cpus_per_task << " is below data.num_workers " << config.data().num_workers()

@@ -6,6 +6,8 @@
 
 #include "commands.h"
 #include "config.h"
+#include "evl/logging.h"
+#include "run_record.h"
 
 #include "evl/communicator.h"
 #include "evl/runtime_info.h"
@@ -73,13 +75,14 @@ std::unique_ptr<Communicator> MakeJobCommunicator(const EvlConfig& config, const
   return MakeRoutingCommunicator(MakeMpiCommunicator(timeout), std::move(accelerator));
 }
 
-int RunTrain(int* argc, char*** argv, const ConfigFlags& flags, const TrainFlags& train_flags) {
+int RunTrain(int* argc, char*** argv, const ConfigFlags& flags, const TrainFlags& train_flags, int preflight_ranks) {
+  std::string command;
+  for (int i = 0; i < *argc; ++i) command += (i ? " " : "") + std::string((*argv)[i]);
   // Config errors surface before MPI starts, on every rank, with the file and field.
   EvlConfig config = LoadEffectiveConfig(flags.config_path, flags.overrides);
-  if (config.data().train_list().empty() && !config.data().synthetic().enabled())
-    throw std::invalid_argument(
-        "data.train_list is empty: give the training list (an unset variable in a job script?), or train on the "
-        "synthetic dataset on purpose with data.synthetic.enabled: true");
+  // Before MPI starts: every rank checks (shared files), rank 0 alone speaks.
+  if (!PassesPreflight(config, PreflightFor::kTrain, preflight_ranks > 0 ? preflight_ranks : LogWorld())) return 2;
+  if (preflight_ranks > 0) return 0;
   return RunRankJob(argc, argv, config.train().threads(), DeviceRequestOf(config), [&](const Topology& topo) {
     LOG_IF(INFO, topo.rank == 0) << "job: " << topo.world << " rank(s), " << topo.local_world << " on this node ("
                                  << topo.host << "), " << topo.threads << " thread(s) per rank";
@@ -87,6 +90,11 @@ int RunTrain(int* argc, char*** argv, const ConfigFlags& flags, const TrainFlags
     LOG_IF(INFO, topo.rank == 0 && job.in_job) << "Slurm job " << job.job_id << ", SLURM_RESTART_COUNT "
                                                << job.restart_count << " (max " << config.slurm().max_requeues() << ")";
     const std::unique_ptr<Communicator> comm = MakeJobCommunicator(config, topo);
+    const RunRecord record(config, topo, command, InfoText(), *comm);
+    if (!record.refusal().empty()) {
+      LOG_IF(ERROR, topo.rank == 0) << record.refusal();
+      return 2;
+    }
     RankContext ctx{topo.rank, topo.world, topo.local_rank, topo.local_world, topo.threads, topo.device};
     const int status = RunTraining(config, *comm, ctx, train_flags);
     // Requeue on Slurm's time-limit warning (USR1) only. A plain `scancel` sends SIGTERM and must end
@@ -102,11 +110,15 @@ void AddTrainCommand(CLI::App& app, Invocation& inv) {
   auto* cmd = app.add_subcommand("train", "train the EVL decoder (under mpirun/srun or alone)");
   auto flags = std::make_shared<ConfigFlags>();
   auto train = std::make_shared<TrainFlags>();
+  auto preflight_ranks = std::make_shared<int>(0);
   AddConfigFlags(cmd, flags.get());
+  AddPreflightRanksOption(cmd, preflight_ranks.get());
   cmd->add_option("--resume", train->resume, "resume from this checkpoint (wins over train.auto_resume)");
   cmd->add_option("--init-from", train->init_from, "initialise the decoder from an official .pth");
   cmd->add_flag("--force-resume", train->force_resume, "resume even if math-relevant config fields differ");
-  OnChosen(cmd, inv, [&inv, flags, train] { return RunTrain(inv.argc, inv.argv, *flags, *train); });
+  OnChosen(cmd, inv, [&inv, flags, train, preflight_ranks] {
+    return RunTrain(inv.argc, inv.argv, *flags, *train, *preflight_ranks);
+  });
 }
 
 }  // namespace evl

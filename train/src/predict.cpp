@@ -26,16 +26,30 @@ std::vector<std::string> LoadClassNames(const std::string& path, int num_classes
     throw std::runtime_error(path + ": not valid JSON: " + e.what());
   }
   std::vector<std::string> names(num_classes);
-  if (j.is_array()) {
-    for (size_t i = 0; i < j.size() && i < names.size(); ++i) names[i] = j[i].get<std::string>();
-  } else if (j.is_object()) {
-    for (auto it = j.begin(); it != j.end(); ++it) {
-      const int idx = it.value().get<int>();
-      if (idx >= 0 && idx < num_classes) names[idx] = it.key();
+  try {
+    if (j.is_array()) {
+      if (static_cast<int>(j.size()) != num_classes)
+        throw std::runtime_error("has " + std::to_string(j.size()) + " names, model.num_classes is " +
+                                 std::to_string(num_classes));
+      for (size_t i = 0; i < j.size(); ++i) names[i] = j[i].get<std::string>();
+    } else if (j.is_object()) {
+      for (auto it = j.begin(); it != j.end(); ++it) {
+        const int idx = it.value().get<int>();
+        if (idx < 0 || idx >= num_classes)
+          throw std::runtime_error("class \"" + it.key() + "\" has index " + std::to_string(idx) +
+                                   ", outside [0, model.num_classes " + std::to_string(num_classes) + ")");
+        names[idx] = it.key();
+      }
+    } else {
+      throw std::runtime_error("must be a JSON list or object");
     }
-  } else {
-    throw std::runtime_error(path + ": class map must be a JSON list or object");
+  } catch (const nlohmann::json::exception& e) {
+    throw std::runtime_error(path + ": class map: " + e.what());
+  } catch (const std::runtime_error& e) {
+    throw std::runtime_error(path + ": class map " + e.what());
   }
+  for (int i = 0; i < num_classes; ++i)
+    if (names[i].empty()) throw std::runtime_error(path + ": class map has no name for class " + std::to_string(i));
   return names;
 }
 

@@ -59,7 +59,10 @@ CheckpointState Snapshot(const TrainState& state, const EvlConfig& config, int64
     s.tensors.emplace_back("scaler/scale", torch::tensor({scaler->scale()}, torch::kDouble));
     s.tensors.emplace_back("scaler/good_steps", torch::tensor({scaler->good_steps()}, torch::kLong));
   }
-  if (state.best_top1 >= 0) s.tensors.emplace_back("eval/best_top1", torch::tensor({state.best_top1}, torch::kDouble));
+  s.tensors.emplace_back("train/elapsed_s", torch::tensor({state.elapsed_s}, torch::kDouble));
+  if (state.best_top1 >= 0)
+    s.tensors.emplace_back("eval/best_top1",
+                           torch::tensor({state.best_top1, static_cast<double>(state.best_step)}, torch::kDouble));
   return s;
 }
 
@@ -69,7 +72,10 @@ void Restore(const CheckpointState& s, TrainState* state, const std::string& pat
   DynamicLossScaler* scaler = state->scaler;
   std::map<std::string, torch::Tensor> t(s.tensors.begin(), s.tensors.end());
   const auto best = t.find("eval/best_top1");
-  state->best_top1 = best != t.end() ? best->second.item<double>() : -1;
+  state->best_top1 = best != t.end() ? best->second[0].item<double>() : -1;
+  state->best_step = best != t.end() && best->second.numel() > 1 ? best->second[1].item<int64_t>() : -1;
+  const auto elapsed = t.find("train/elapsed_s");
+  state->elapsed_s = elapsed != t.end() ? elapsed->second.item<double>() : 0;
   const auto scale = t.find("scaler/scale"), good = t.find("scaler/good_steps");
   if (scaler && scale != t.end() && good != t.end())
     scaler->Restore(scale->second.item<double>(), good->second.item<int64_t>());

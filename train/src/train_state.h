@@ -19,6 +19,8 @@ struct TrainState {
   torch::optim::AdamW& optimizer;
   DynamicLossScaler* scaler;  // null without FP16
   double best_top1 = -1;      // eval top-1 over all videos of the best evaluation; -1: none yet
+  int64_t best_step = -1;     // the step it was evaluated after
+  double elapsed_s = 0;       // training time up to the snapshot, across restarts
 };
 
 CheckpointState Snapshot(const TrainState& state, const EvlConfig& config, int64_t next_step, int world, double lr);

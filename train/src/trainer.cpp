@@ -11,6 +11,7 @@
 #include <chrono>
 #include <cmath>
 #include <iomanip>
+#include <sstream>
 
 #include "config.h"
 #include "evl/checkpoint_manager.h"
@@ -64,6 +65,12 @@ void LogProgress(int64_t step, const TrainConfig& t, double loss, double top1, d
             << "/rank)  data-wait " << 100 * w.data_wait_s / span << "%  comm-wait " << 100 * w.comm_wait_s / span
             << "%  eta " << Hms(step_s_so_far * (t.num_steps() - step - 1)) << "  skipped "
             << skipped[0].item<int64_t>() << " attempt(s), " << skipped[1].item<int64_t>() << " file(s)";
+}
+
+// The state with its training time brought up to date, for a snapshot.
+const TrainState& Timed(TrainState* state, double elapsed_s) {
+  state->elapsed_s = elapsed_s;
+  return *state;
 }
 
 void ExportFinalParameters(EVLTransformerImpl& model, const std::string& run_dir) {
@@ -152,6 +159,9 @@ int RunTraining(const EvlConfig& input_config, Communicator& comm, const RankCon
 
   // --- the loop
   const auto start = Clock::now();
+  const double elapsed_before = state.elapsed_s;  // earlier runs of this training, from the checkpoint
+  double last_top1 = -1;
+  int64_t last_eval_step = -1;
   Window window;
   int nonfinite_steps = 0;  // in a row
   int64_t step = start_step;
@@ -244,11 +254,15 @@ int RunTraining(const EvlConfig& input_config, Communicator& comm, const RankCon
                   << "  top5 " << report.top5_all << " over all " << report.videos << " videos (" << report.skipped
                   << " undecodable; over decoded: top1 " << report.top1_decoded << ")";
         metrics->Eval(step + 1, report);
+        last_top1 = report.top1_all;
+        last_eval_step = step + 1;
         metrics->Flush();
         if (config.eval().keep_best() && report.top1_all > state.best_top1) {
           state.best_top1 = report.top1_all;
+          state.best_step = step + 1;
           // Written synchronously beside the rotating checkpoints; retention never deletes it.
-          WriteCheckpointFile(BestCheckpointPath(t.run_dir()), Snapshot(state, config, step + 1, world, lr));
+          WriteCheckpointFile(BestCheckpointPath(t.run_dir()),
+                              Snapshot(Timed(&state, elapsed_before + Since(start)), config, step + 1, world, lr));
           LOG(INFO) << "new best top1 " << state.best_top1 << ": " << BestCheckpointPath(t.run_dir());
         }
       }
@@ -256,7 +270,7 @@ int RunTraining(const EvlConfig& input_config, Communicator& comm, const RankCon
     // After the evaluation, so that a checkpoint of this step knows the best top-1 so far.
     if (lead && (stop || last || (t.save_freq() > 0 && (step + 1) % t.save_freq() == 0))) {
       Faults().At(FaultPoint::kSave);
-      checkpointer->Save(Snapshot(state, config, step + 1, world, lr));
+      checkpointer->Save(Snapshot(Timed(&state, elapsed_before + Since(start)), config, step + 1, world, lr));
       if (stop) {
         const bool ok = checkpointer->Wait();
         LOG(WARNING) << "stop signal: " << (ok ? "checkpoint saved" : "checkpoint FAILED: " + checkpointer->LastError())
@@ -272,8 +286,18 @@ int RunTraining(const EvlConfig& input_config, Communicator& comm, const RankCon
   if (lead && !checkpointer->Wait()) LOG(ERROR) << "the last checkpoint failed: " << checkpointer->LastError();
   if (lead) {
     ExportFinalParameters(*model, t.run_dir());
-    LOG(INFO) << "done in " << Hms(Since(start)) << "; metrics in " << t.run_dir() << "/metrics.jsonl, TensorBoard in "
-              << t.run_dir();
+    const double run_s = Since(start);
+    std::ostringstream summary;
+    summary << std::fixed << std::setprecision(2) << "summary: steps " << start_step + 1 << "-" << step << " of "
+            << t.num_steps() << " in " << Hms(run_s) << " ("
+            << (step - start_step) * static_cast<double>(t.batch_size()) / std::max(1e-9, run_s) << " clips/s), "
+            << Hms(elapsed_before + run_s) << " of training in all";
+    if (last_eval_step > 0) summary << "; final eval top1 " << last_top1 << " after step " << last_eval_step;
+    if (state.best_top1 >= 0)
+      summary << "; best top1 " << state.best_top1 << " after step " << state.best_step << " ("
+              << BestCheckpointPath(t.run_dir()) << ")";
+    LOG(INFO) << summary.str();
+    LOG(INFO) << "metrics in " << t.run_dir() << "/metrics.jsonl, TensorBoard in " << t.run_dir();
   }
   return 0;
 }
