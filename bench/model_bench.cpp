@@ -20,11 +20,9 @@
 #include "evl/autocast.h"
 #include "evl/loss_scaler.h"
 #include "evl/model.h"
+#include "evl/runtime_info.h"
 #include "evl/train_step.h"
 
-#ifdef EVL_TORCH_CUDA
-#include <c10/cuda/CUDACachingAllocator.h>
-#endif
 
 namespace {
 
@@ -71,24 +69,6 @@ double MeasuredHalfMatmulTflops() {
   for (int i = 0; i < iters; ++i) torch::matmul(a, b);
   torch::cuda::synchronize();
   return 2.0 * n * n * n * iters / Seconds(t0, Clock::now()) / 1e12;
-}
-
-void ResetPeakMemory(int device) {
-#ifdef EVL_TORCH_CUDA
-  c10::cuda::CUDACachingAllocator::resetPeakStats(device);
-#else
-  (void)device;
-#endif
-}
-
-double PeakMemoryBytes(int device) {
-#ifdef EVL_TORCH_CUDA
-  const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(device);
-  return static_cast<double>(stats.allocated_bytes[0].peak);  // [0]: the aggregate over pool kinds
-#else
-  (void)device;
-  return 0;
-#endif
 }
 
 // `fp16_decoder`: the decoder under FP16 autocast with the loss scaled and the gradients unscaled,
@@ -139,11 +119,11 @@ Result Measure(const Args& a, c10::ScalarType dtype, bool fp16_decoder) {
     unscale_and_step();
   };
   step();
-  if (cuda) ResetPeakMemory(device.index() < 0 ? 0 : device.index());
+  if (cuda) evl::ResetCudaPeakAllocated(device.index() < 0 ? 0 : device.index());
   auto t0 = now();
   for (int i = 0; i < a.iters; ++i) step();
   r.step_cps = a.batch * a.iters / Seconds(t0, now());
-  if (cuda) r.peak_bytes = PeakMemoryBytes(device.index() < 0 ? 0 : device.index());
+  if (cuda) r.peak_bytes = evl::CudaPeakAllocatedBytes(device.index() < 0 ? 0 : device.index());
   // Where a step's time goes (one more step, timed piece by piece).
   auto t1 = now();
   auto feats = backbone();

@@ -9,6 +9,7 @@
 
 #include "test_paths.h"
 #include "evl/evaluator.h"
+#include "evl/npy.h"
 #include "test_util.h"
 
 namespace evl::test {
@@ -104,7 +105,8 @@ TEST(DistributedEval, EveryVideoOnceAndTheSameScoresAtAnyWorldSizeAndWorkerCount
 TEST(DistributedEval, CorruptVideoIsReportedAndCounted) {
   const EvalSetup& s = Prepared();
   const std::string out = ScratchDir("eval_bad_" + std::to_string(getpid()));
-  auto r = RunCommand(EvalCmd(s, 2, s.bad_list, out));
+  { std::ofstream(out + "/classes.json") << R"(["east", "west", "north", "south"])"; }
+  auto r = RunCommand(EvalCmd(s, 2, s.bad_list, out) + " --save-scores --set data.class_map=" + out + "/classes.json");
   ASSERT_EQ(r.status, 0) << r.output;
   EXPECT_NE(r.output.find("corrupt.mp4"), std::string::npos) << r.output;
   nlohmann::json m = nlohmann::json::parse(std::ifstream(out + "/metrics.json"));
@@ -116,6 +118,20 @@ TEST(DistributedEval, CorruptVideoIsReportedAndCounted) {
   auto p = Predictions(out);
   ASSERT_EQ(p.size(), 7u);
   EXPECT_FALSE(p[6]["decoded"].get<bool>());
+  // The reason travels from the rank that met it; class names from the class map.
+  EXPECT_NE(p[6]["error"].get<std::string>().find("corrupt.mp4"), std::string::npos) << p[6].dump();
+  const char* names[] = {"east", "west", "north", "south"};
+  EXPECT_EQ(p[0]["label_name"], names[p[0]["label"].get<int>()]) << p[0].dump();
+  EXPECT_EQ(p[0]["top5_names"][0], names[p[0]["top5"][0][0].get<int>()]) << p[0].dump();
+  std::ifstream conf(out + "/confusion.csv");
+  std::string header;
+  std::getline(conf, header);
+  EXPECT_EQ(header, "true\\predicted,\"east\",\"west\",\"north\",\"south\"");
+  // --save-scores: every video's score vector in list order, NaN where it could not be decoded.
+  const auto scores = ReadNpy(out + "/scores.npy");
+  ASSERT_EQ(scores.sizes(), (std::vector<int64_t>{7, 4}));
+  EXPECT_TRUE(scores[6].isnan().all().item<bool>());
+  EXPECT_NEAR(scores[0][p[0]["top5"][0][0].get<int>()].item<double>(), p[0]["top5"][0][1].get<double>(), 1e-6);
 }
 
 TEST(DistributedEval, CheckpointEvaluationMatchesTheTrainingLog) {

@@ -4,6 +4,7 @@
 #include <torch/torch.h>
 
 #include <fstream>
+#include <sstream>
 
 #include "test_paths.h"
 #include "evl/npy.h"
@@ -16,7 +17,8 @@ const std::string kEvl = EVL_BIN;
 const std::string kFx = std::string(EVL_FIXTURE_DIR) + "/parity_a";
 
 std::string FixtureFlags() {
-  return " --set model.backbone.preset=custom --set model.backbone.width=32 --set model.backbone.layers=3"
+  return " --config " + std::string(EVL_SOURCE_DIR) + "/configs/quickstart.pbtxt" +
+         " --set model.backbone.preset=custom --set model.backbone.width=32 --set model.backbone.layers=3"
          " --set model.backbone.heads=4 --set model.backbone.patch_size=8 --set model.backbone.input_size=32"
          " --set model.backbone.precision=FP32 --set model.backbone.weights=" + kFx + "/clip.pt" +
          " --set model.decoder.num_layers=2 --set model.decoder.qkv_dim=32 --set model.decoder.num_heads=2"
@@ -64,6 +66,34 @@ TEST(Predict, TorchScriptGivenAsCheckpointIsRefused) {
                       "/input.npy");
   EXPECT_NE(r.status, 0);
   EXPECT_NE(r.output.find("TorchScript"), std::string::npos) << r.output;
+}
+
+// The model the weights belong to must be named: the embedded default would build another one.
+TEST(Predict, NeedsAConfigOrACheckpointThatCarriesOne) {
+  auto r = RunCommand(kEvl + " predict --checkpoint " + kFx + "/evl.pth --input " + kFx + "/input.npy");
+  EXPECT_EQ(r.status, 2) << r.output;
+  EXPECT_NE(r.output.find("give --config"), std::string::npos) << r.output;
+}
+
+// Several inputs in one model build, --topk, --json; a bad input is reported and the rest go on.
+TEST(Predict, SeveralInputsAsJsonLinesWithTheirTopK) {
+  const std::string dir = ScratchDir("predict_many");
+  { std::ofstream(dir + "/broken.mp4") << "not a video"; }
+  { std::ofstream(dir + "/list.txt") << kFx << "/input.npy 3\n" << dir << "/broken.mp4 1\n"; }
+  auto r = RunCommand("(" + kEvl + " predict" + FixtureFlags() + " --json --topk 3 --input " + kFx +
+                      "/input.npy --list " + dir + "/list.txt 2> " + dir + "/stderr.txt)");
+  EXPECT_EQ(r.status, 1) << r.output;
+  std::istringstream lines(r.output);
+  std::vector<nlohmann::json> rows;
+  for (std::string line; std::getline(lines, line);) rows.push_back(nlohmann::json::parse(line));
+  ASSERT_EQ(rows.size(), 3u) << r.output;
+  for (int i : {0, 1}) {
+    EXPECT_EQ(rows[i]["views"], 2) << rows[i].dump();
+    EXPECT_EQ(rows[i]["top"].size(), 3u) << rows[i].dump();
+  }
+  EXPECT_EQ(rows[0]["top"], rows[1]["top"]);
+  EXPECT_NE(rows[2]["error"].get<std::string>().find("broken.mp4"), std::string::npos) << rows[2].dump();
+  EXPECT_NE(ReadFile(dir + "/stderr.txt").find("no --checkpoint: the decoder is RANDOMLY INITIALISED"), std::string::npos);
 }
 
 }  // namespace

@@ -11,6 +11,7 @@
 
 #include <fstream>
 #include <regex>
+#include <set>
 
 #include "test_paths.h"
 #include "evl/checkpoint_manager.h"
@@ -237,12 +238,24 @@ TEST(Train, QuickstartLearnsAndWritesTensorBoard) {
   auto scalars = ReadTensorBoardScalars(events);
   int losses = 0;
   float eval_top1 = -1;
+  int64_t eval_step = -1, first_loss_step = -1;
+  std::set<std::string> tags;
   for (const auto& s : scalars) {
-    losses += s.tag == "train/loss";
-    if (s.tag == "eval/top1") eval_top1 = s.value;
+    tags.insert(s.tag);
+    if (s.tag == "train/loss" && ++losses == 1) first_loss_step = s.step;
+    if (s.tag == "eval/top1") eval_top1 = s.value, eval_step = s.step;
   }
   EXPECT_EQ(losses, 250);
   EXPECT_NEAR(eval_top1, top1, 0.01);
+  // One step numbering: the console's "step 1/250" is metrics.jsonl's step 1 and TensorBoard's step 1;
+  // the evaluation after 250 steps is at 250 everywhere.
+  EXPECT_EQ(first_loss_step, 1);
+  EXPECT_EQ(eval_step, 250);
+  EXPECT_EQ(ReadMetrics(d).front()["step"], 1);
+  EXPECT_EQ(ReadMetrics(d, "eval_step").back()["eval_step"], 250);
+  for (const char* tag : {"train/top5", "train/data_wait", "train/comm_wait", "train/grad_norm", "memory/host_peak_mib",
+                          "eval/mean_class_top1", "eval/top5"})
+    EXPECT_TRUE(tags.count(tag)) << tag << " missing";
 }
 
 TEST(Launch, ForwardsFailureExitStatus) {

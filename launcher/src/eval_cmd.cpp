@@ -73,6 +73,8 @@ void AddEvalCommand(CLI::App& app, Invocation& inv) {
   cmd->add_option("--checkpoint", *checkpoint,
                   "official .pth or evl checkpoint (default: the newest valid one in RUN_DIR/checkpoints)");
   cmd->add_option("--out", *out, "output directory (default RUN_DIR/eval)");
+  cmd->add_flag_callback("--save-scores", [flags] { flags->overrides.push_back("eval.save_scores=true"); },
+                "also write scores.npy: every video's score vector [videos, classes] in list order, for ensembling");
   OnChosen(cmd, inv, [&inv, flags, checkpoint, out, preflight_ranks] {
     return RunEval(inv.argc, inv.argv, *flags, *checkpoint, *out, *preflight_ranks);
   });

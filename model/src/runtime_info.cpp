@@ -5,6 +5,11 @@
 #include <ATen/Parallel.h>
 #include <ATen/Context.h>
 #include <torch/cuda.h>
+#ifdef EVL_TORCH_CUDA
+#include <c10/cuda/CUDACachingAllocator.h>
+#endif
+
+#include <sys/resource.h>
 
 #include <climits>
 #include <cstdlib>
@@ -48,6 +53,30 @@ std::string LoadedBlasLibrary() {
       },
       &found);
   return found.empty() ? "unknown" : found;
+}
+
+double CudaPeakAllocatedBytes(int device) {
+#ifdef EVL_TORCH_CUDA
+  const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(device);
+  return static_cast<double>(stats.allocated_bytes[0].peak);  // [0]: the aggregate over pool kinds
+#else
+  (void)device;
+  return 0;
+#endif
+}
+
+void ResetCudaPeakAllocated(int device) {
+#ifdef EVL_TORCH_CUDA
+  c10::cuda::CUDACachingAllocator::resetPeakStats(device);
+#else
+  (void)device;
+#endif
+}
+
+double PeakResidentBytes() {
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  return usage.ru_maxrss * 1024.0;  // Linux reports KiB
 }
 
 }  // namespace evl

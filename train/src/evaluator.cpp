@@ -5,6 +5,8 @@
 #include <torch/torch.h>
 
 #include <chrono>
+#include <cmath>
+#include <cstring>
 #include <fstream>
 #include <iomanip>
 #include <map>
@@ -13,7 +15,9 @@
 #include "evl/checkpoint_manager.h"
 #include "evl/dataset.h"
 #include "evl/model_factory.h"
+#include "evl/npy.h"
 #include "evl/ordered_prefetcher.h"
+#include "evl/predict.h"
 #include "evl/video_reader.h"
 #include "evl/weights.h"
 
@@ -61,6 +65,9 @@ EvalReport Evaluate(EVLTransformer& model, const EvlConfig& config, Communicator
   const int64_t slots = (n + world - 1) / world;
   // Row per local video: [index, decoded, scores...]; index -1 marks an unused slot.
   auto local = torch::full({slots, C + 2}, -1.0, torch::kDouble);
+  // Why a video could not be used, for predictions.jsonl: gathered with the scores, as bytes.
+  constexpr int64_t kReasonBytes = 240;
+  auto reasons = torch::zeros({slots, kReasonBytes}, torch::kUInt8);
   const bool was_training = model->is_training();
   model->eval();
   torch::NoGradGuard ng;
@@ -110,6 +117,8 @@ EvalReport Evaluate(EVLTransformer& model, const EvlConfig& config, Communicator
       if (pending_views >= max_views) flush();
     } else {
       LOG(WARNING) << "eval: cannot use video " << i << " (counted as wrong in the over-all numbers): " << item.error;
+      const size_t len = std::min<size_t>(item.error.size(), kReasonBytes - 1);
+      std::memcpy(reasons[slot].data_ptr<uint8_t>(), item.error.data(), len);
       local[slot][1] = 0.0;
       local[slot].narrow(0, 2, C).zero_();
     }
@@ -123,6 +132,8 @@ EvalReport Evaluate(EVLTransformer& model, const EvlConfig& config, Communicator
   flush();
   auto gathered = torch::zeros({world * slots, C + 2}, torch::kDouble);
   comm.AllGather(local, gathered, "eval results");
+  auto all_reasons = torch::zeros({world * slots, kReasonBytes}, torch::kUInt8);
+  comm.AllGather(reasons, all_reasons, "eval reasons");
   if (was_training) model->train();
 
   // Every rank computes the same metrics from the same gathered rows (rank 0 writes files).
@@ -134,8 +145,13 @@ EvalReport Evaluate(EVLTransformer& model, const EvlConfig& config, Communicator
   int64_t c1 = 0, c5 = 0;
   std::vector<int64_t> class_total(C, 0), class_hit(C, 0);
   std::vector<int64_t> confusion(C * C, 0);
+  std::vector<std::string> names;
+  if (!config.data().class_map().empty()) names = LoadClassNames(config.data().class_map(), static_cast<int>(C));
+  const bool write = comm.rank() == 0 && !out_dir.empty();
   std::ofstream pred;
-  if (comm.rank() == 0 && !out_dir.empty()) pred.open(out_dir + "/predictions.jsonl");
+  if (write) pred.open(out_dir + "/predictions.jsonl");
+  torch::Tensor scores_out;  // [n, C] in list order
+  if (write && config.eval().save_scores()) scores_out = torch::full({n, C}, std::nan(""), torch::kFloat);
   for (int64_t i = 0; i < n; ++i) {
     if (row_of[i] < 0) throw std::runtime_error("eval: video " + std::to_string(i) + " has no result (sharding bug)");
     auto row = gathered[row_of[i]];
@@ -143,6 +159,7 @@ EvalReport Evaluate(EVLTransformer& model, const EvlConfig& config, Communicator
     const int64_t label = ds.entry(i).label;
     ++class_total[label];
     nlohmann::json j = {{"index", i}, {"path", ds.entry(i).path}, {"label", label}, {"decoded", decoded}};
+    if (!names.empty()) j["label_name"] = names[label];
     if (decoded) {
       ++r.evaluated;
       auto scores = row.narrow(0, 2, C);
@@ -156,8 +173,15 @@ EvalReport Evaluate(EVLTransformer& model, const EvlConfig& config, Communicator
       nlohmann::json t5 = nlohmann::json::array();
       for (int64_t k = 0; k < idx.size(0); ++k) t5.push_back({idx[k].item<int64_t>(), values[k].item<double>()});
       j["top5"] = t5;
+      if (!names.empty()) {
+        nlohmann::json n5 = nlohmann::json::array();
+        for (int64_t k = 0; k < idx.size(0); ++k) n5.push_back(names[idx[k].item<int64_t>()]);
+        j["top5_names"] = n5;
+      }
+      if (scores_out.defined()) scores_out[i].copy_(scores);
     } else {
       ++r.skipped;
+      j["error"] = std::string(reinterpret_cast<const char*>(all_reasons[row_of[i]].data_ptr<uint8_t>()));
     }
     if (pred.is_open()) pred << j.dump() << "\n";
   }
@@ -186,11 +210,25 @@ EvalReport Evaluate(EVLTransformer& model, const EvlConfig& config, Communicator
                         {"videos_per_s", r.videos_per_s},
                         {"data_wait_share", r.data_share}};
     std::ofstream(out_dir + "/metrics.json") << m.dump(2) << "\n";
+    // Rows are true classes, columns predicted ones; with a class map, a header row and a first
+    // column of names (quoted as CSV wants).
     std::ofstream conf(out_dir + "/confusion.csv");
+    auto quoted = [](const std::string& s) {
+      std::string q = "\"";
+      for (char ch : s) q += ch == '"' ? std::string("\"\"") : std::string(1, ch);
+      return q + "\"";
+    };
+    if (!names.empty()) {
+      conf << "true\\predicted";
+      for (const auto& name : names) conf << "," << quoted(name);
+      conf << "\n";
+    }
     for (int64_t a = 0; a < C; ++a) {
+      if (!names.empty()) conf << quoted(names[a]) << ",";
       for (int64_t b = 0; b < C; ++b) conf << (b ? "," : "") << confusion[a * C + b];
       conf << "\n";
     }
+    if (scores_out.defined()) WriteNpy(out_dir + "/scores.npy", scores_out);
   }
   return r;
 }

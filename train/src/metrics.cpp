@@ -10,7 +10,7 @@
 namespace evl {
 namespace {
 
-// Keeps the lines of steps before `step` (and evaluations up to it).
+// Keeps the lines of steps and evaluations up to `step`.
 void TruncateAfter(const std::string& path, int64_t step) {
   std::ifstream in(path);
   if (!in) return;
@@ -19,7 +19,7 @@ void TruncateAfter(const std::string& path, int64_t step) {
   while (std::getline(in, line)) {
     const auto j = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
     if (j.is_discarded()) continue;  // a line cut off by a kill
-    if (j.contains("step") && j["step"].get<int64_t>() >= step) continue;
+    if (j.contains("step") && j["step"].get<int64_t>() > step) continue;
     if (j.contains("eval_step") && j["eval_step"].get<int64_t>() > step) continue;
     kept << line << "\n";
   }
@@ -48,9 +48,16 @@ void MetricsLog::Step(int64_t step, double loss, double top1, double top5, doubl
   tb_->AddScalar("train/lr", static_cast<float>(lr), step);
 }
 
-void MetricsLog::Window(int64_t step, double top1, double clips_per_s) {
-  tb_->AddScalar("train/top1", static_cast<float>(top1), step);
-  tb_->AddScalar("train/clips_per_s", static_cast<float>(clips_per_s), step);
+void MetricsLog::Progress(int64_t step, const Window& w) {
+  tb_->AddScalar("train/top1", static_cast<float>(w.top1), step);
+  tb_->AddScalar("train/top5", static_cast<float>(w.top5), step);
+  tb_->AddScalar("train/clips_per_s", static_cast<float>(w.clips_per_s), step);
+  tb_->AddScalar("train/data_wait", static_cast<float>(w.data_wait), step);
+  tb_->AddScalar("train/comm_wait", static_cast<float>(w.comm_wait), step);
+  if (w.loss_scale > 0) tb_->AddScalar("train/loss_scale", static_cast<float>(w.loss_scale), step);
+  tb_->AddScalar("train/grad_norm", static_cast<float>(w.grad_norm), step);
+  tb_->AddScalar("memory/host_peak_mib", static_cast<float>(w.host_peak_mib), step);
+  if (w.gpu_peak_mib > 0) tb_->AddScalar("memory/gpu_peak_mib", static_cast<float>(w.gpu_peak_mib), step);
 }
 
 void MetricsLog::Eval(int64_t step, const EvalReport& r) {
@@ -58,11 +65,13 @@ void MetricsLog::Eval(int64_t step, const EvalReport& r) {
   j["eval_step"] = step;
   j["top1"] = r.top1_all;
   j["top5"] = r.top5_all;
+  j["mean_class_top1"] = r.mean_class_top1;
   j["videos"] = r.videos;
   j["skipped"] = r.skipped;
   jsonl_ << j.dump() << "\n";
-  tb_->AddScalar("eval/top1", static_cast<float>(r.top1_all), step - 1);
-  tb_->AddScalar("eval/top5", static_cast<float>(r.top5_all), step - 1);
+  tb_->AddScalar("eval/top1", static_cast<float>(r.top1_all), step);
+  tb_->AddScalar("eval/top5", static_cast<float>(r.top5_all), step);
+  tb_->AddScalar("eval/mean_class_top1", static_cast<float>(r.mean_class_top1), step);
 }
 
 void MetricsLog::Flush() {

@@ -61,6 +61,13 @@ at::Tensor TrainStep::Unscale() {
   return AnyNonFinite(grads, params_.front().options());
 }
 
+double TrainStep::GradNorm() const {
+  std::vector<at::Tensor> norms;
+  for (const auto& p : params_)
+    if (p.grad().defined()) norms.push_back(p.grad().detach().norm().to(torch::kFloat));
+  return norms.empty() ? 0.0 : torch::stack(norms).norm().item<double>();
+}
+
 at::Tensor TrainStep::ParametersNonFinite() const { return AnyNonFinite(params_, params_.front().options()); }
 
 bool TrainStep::Apply(bool overflow) {

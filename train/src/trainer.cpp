@@ -24,6 +24,7 @@
 #include "evl/model_factory.h"
 #include "evl/npy.h"
 #include "evl/sampler.h"
+#include "evl/runtime_info.h"
 #include "evl/schedule.h"
 #include "evl/stop_signal.h"
 #include "evl/train_step.h"
@@ -201,7 +202,7 @@ int RunTraining(const EvlConfig& input_config, Communicator& comm, const RankCon
     const bool stop = stats[4].item<double>() > 0;
     window.clips += static_cast<int64_t>(n);
     ++window.steps;
-    if (lead) metrics->Step(step, loss, top1, top5, lr);
+    if (lead) metrics->Step(step + 1, loss, top1, top5, lr);
     // The loss is summed over ranks and the gradients all-reduced, so every rank decides alike.
     const bool nonfinite = !std::isfinite(loss) || (overflow && !scaler);
     nonfinite_steps = nonfinite ? nonfinite_steps + 1 : 0;
@@ -236,7 +237,18 @@ int RunTraining(const EvlConfig& input_config, Communicator& comm, const RankCon
       if (lead) {
         // The ETA from this run's own steps: a resumed run has not run the steps before start_step.
         LogProgress(step, t, loss, top1, top5, lr, window, Since(start) / (step + 1 - start_step), world, skipped);
-        metrics->Window(step, top1, window.clips / std::max(1e-9, Since(window.start)));
+        const double span = std::max(1e-9, Since(window.start));
+        MetricsLog::Window w;
+        w.top1 = top1;
+        w.top5 = top5;
+        w.clips_per_s = window.clips / span;
+        w.data_wait = window.data_wait_s / span;
+        w.comm_wait = window.comm_wait_s / span;
+        w.loss_scale = scaler ? scaler->scale() : 0;
+        w.grad_norm = train_step.GradNorm();
+        w.host_peak_mib = PeakResidentBytes() / (1 << 20);
+        if (device.is_cuda()) w.gpu_peak_mib = CudaPeakAllocatedBytes(device.index()) / (1 << 20);
+        metrics->Progress(step + 1, w);
         metrics->Flush();
       }
       window = Window();

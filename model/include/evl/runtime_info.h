@@ -16,5 +16,11 @@ void SetTorchNumThreads(int n);
 // The BLAS shared library actually mapped into this process (resolved symlink), e.g.
 // ".../openblas-openmp/libblas.so.3"; "unknown" if none is loaded.
 std::string LoadedBlasLibrary();
+// The CUDA caching allocator's peak of allocated bytes on `device` since the last reset (0 without
+// CUDA), and its reset.
+double CudaPeakAllocatedBytes(int device);
+void ResetCudaPeakAllocated(int device);
+// This process's peak resident memory, bytes.
+double PeakResidentBytes();
 
 }  // namespace evl

@@ -48,6 +48,8 @@ class TrainStep {
   // A 0-dim tensor on the device, 1 if an update has made a parameter inf/NaN (a finite gradient
   // times a huge learning rate): nothing after that step can be trusted or saved.
   at::Tensor ParametersNonFinite() const;
+  // The L2 norm of the current gradients (a host sync: for progress lines, not every step).
+  double GradNorm() const;
   // With the overflow flag read back: clips and steps unless it overflowed, then updates the
   // scaler. Returns whether the step was taken.
   bool Apply(bool overflow);
