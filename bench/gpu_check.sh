@@ -52,7 +52,7 @@ if [ -x $evl ]; then
   echo "exit status $?"
   step "the same first step on the CPU (FP32), same data"
   $evl train --config configs/quickstart.pbtxt --set train.device=CPU --set train.num_steps=1 \
-    --set train.run_dir=/tmp/evl-cpu-run --set data.train_list=$run/synth/train.txt --set data.data_root=$run/synth
+    --set train.run_dir=/tmp/evl-cpu-run --set data.train_list=$run/cache/synthetic-data/train.txt --set data.data_root=$run/cache/synthetic-data
   "$python" - $run/metrics.jsonl /tmp/evl-cpu-run/metrics.jsonl <<'PY'
 import json, sys
 first = lambda p: next(j for j in map(json.loads, open(p)) if j.get('step') == 1)
@@ -63,9 +63,9 @@ PY
   step "evl eval on CUDA"
   $evl eval "${common[@]}" --out /tmp/evl-gpu-eval
   step "evl predict on CUDA"
-  video=$(head -1 $run/synth/val.txt | awk '{print $1}')
-  $evl predict "${common[@]}" --checkpoint $run/checkpoints/best.evlckpt --input "$run/synth/$video"
-  echo "(true class: $(head -1 $run/synth/val.txt | awk '{print $2}'))"
+  video=$(head -1 $run/cache/synthetic-data/val.txt | awk '{print $1}')
+  $evl predict "${common[@]}" --checkpoint $run/checkpoints/best.evlckpt --input "$run/cache/synthetic-data/$video"
+  echo "(true class: $(head -1 $run/cache/synthetic-data/val.txt | awk '{print $2}'))"
 fi
 [ "${1:-}" = "--skip-bench" ] && { step "done (model bench skipped)"; exit 0; }
 step "ViT-B/16 8-frame step, batch 32, beside the official model.py"

@@ -1,22 +1,42 @@
 #!/usr/bin/env bash
-# Installs every Debian 12 package evl needs to build, test and run its demo.
-# A no-op (no apt calls) when they are all present already.
+# Installs the Debian 12 packages evl needs. A no-op (no apt calls) when they are all present.
+#   scripts/install-deps.sh          what building and running evl needs (a cluster login node)
+#   scripts/install-deps.sh --test   that and what the test suite needs: GoogleTest, the ffmpeg
+#                                    CLI and PyAV/torch/Pillow for the reference fixtures, clang for
+#                                    the fuzzers, and Slurm's daemons for the Slurm tests
+#   add --list to print the packages instead of installing them
 set -euo pipefail
 
-PACKAGES=(
+RUNTIME=(
   build-essential cmake ninja-build pkg-config git
   libtorch-dev libopenblas0-openmp
   libopenmpi-dev openmpi-bin
   libavformat-dev libavcodec-dev libswscale-dev libavutil-dev
-  ffmpeg  # the CLI makes the real-footage test corpus (tests/corpus/make_corpus.sh)
   libprotobuf-dev protobuf-compiler
-  libgoogle-glog-dev libgtest-dev libgmock-dev
-  nlohmann-json3-dev libcli11-dev libzip-dev
+  libgoogle-glog-dev nlohmann-json3-dev libcli11-dev libzip-dev
+  libgoogle-perftools-dev
+)
+TEST=(
+  libgtest-dev libgmock-dev
+  ffmpeg  # the CLI makes the real-footage test corpus (tests/corpus/make_corpus.sh)
   python3-torch python3-numpy python3-av python3-pil
   clang libclang-rt-14-dev
-  libgoogle-perftools-dev
   slurmctld slurmd slurm-client munge
 )
+
+PACKAGES=("${RUNTIME[@]}")
+list=0
+for arg in "$@"; do
+  case "$arg" in
+    --test) PACKAGES+=("${TEST[@]}") ;;
+    --list) list=1 ;;
+    *) echo "install-deps: unknown argument '$arg' (use --test, --list)" >&2; exit 2 ;;
+  esac
+done
+if [ $list -eq 1 ]; then
+  printf '%s\n' "${PACKAGES[@]}"
+  exit 0
+fi
 
 missing=()
 for p in "${PACKAGES[@]}"; do

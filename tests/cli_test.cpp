@@ -101,6 +101,24 @@ TEST(Preflight, EveryProblemAtOnceBeforeAnythingStarts) {
   EXPECT_NE(uneven.output.find("train.batch_size 16 must divide by the 3 rank(s)"), std::string::npos) << uneven.output;
 }
 
+// A cluster login node installs what building and running needs, not Slurm's daemons or clang.
+TEST(InstallDeps, TheRuntimeSetHasNoTestOnlyPackage) {
+  const std::string script = std::string(EVL_SOURCE_DIR) + "/scripts/install-deps.sh";
+  auto runtime = RunCommand(script + " --list");
+  ASSERT_EQ(runtime.status, 0) << runtime.output;
+  auto test = RunCommand(script + " --test --list");
+  ASSERT_EQ(test.status, 0) << test.output;
+  auto has = [](const std::string& list, const std::string& p) { return ("\n" + list).find("\n" + p + "\n") != std::string::npos; };
+  for (const char* p : {"libtorch-dev", "libopenmpi-dev", "libavcodec-dev", "libprotobuf-dev", "libgoogle-glog-dev"}) {
+    EXPECT_TRUE(has(runtime.output, p)) << p << " missing from the runtime set";
+    EXPECT_TRUE(has(test.output, p)) << p << " missing from the test set";
+  }
+  for (const char* p : {"slurmctld", "slurmd", "munge", "clang", "python3-torch", "libgtest-dev", "ffmpeg"}) {
+    EXPECT_FALSE(has(runtime.output, p)) << p << " is test-only";
+    EXPECT_TRUE(has(test.output, p)) << p << " missing from the test set";
+  }
+}
+
 TEST(Cli, InfoPrintsEveryDependencyVersion) {
   auto r = RunCommand(kEvl + " info");
   ASSERT_EQ(r.status, 0) << r.output;
@@ -157,7 +175,7 @@ TEST(DataSynth, TrainWritesTheSameBytesAsTheCli) {
   ASSERT_EQ(t.status, 0) << t.output;
   auto c = RunCommand(kEvl + " data synth --out " + dir + "/cli --classes 4 --videos 24 --frames 32 --size 48x48 --seed 0");
   ASSERT_EQ(c.status, 0) << c.output;
-  const std::string from_train = RunCommand("cd " + dir + "/run/synth && md5sum train.txt val.txt videos/*").output;
+  const std::string from_train = RunCommand("cd " + dir + "/run/cache/synthetic-data && md5sum train.txt val.txt videos/*").output;
   EXPECT_NE(from_train.find("videos/00023.mp4"), std::string::npos) << from_train;
   EXPECT_EQ(from_train, RunCommand("cd " + dir + "/cli && md5sum train.txt val.txt videos/*").output);
 }
@@ -197,7 +215,7 @@ TEST(Cli, SyntheticDataOnlyWhenAskedFor) {
   auto r = RunCommand(kEvl + " train --set data.synthetic.enabled=false --set data.train_list= --set train.run_dir=" + dir);
   EXPECT_EQ(r.status, 2) << r.output;
   EXPECT_NE(r.output.find("data.train_list is empty"), std::string::npos) << r.output;
-  EXPECT_FALSE(std::ifstream(dir + "/synth/train.txt").good()) << "synthetic data written anyway";
+  EXPECT_FALSE(std::ifstream(dir + "/cache/synthetic-data/train.txt").good()) << "synthetic data written anyway";
 }
 
 TEST(Cli, GpuRequestsOnACpuOnlyBuildAreRefusedBeforeAnythingRuns) {

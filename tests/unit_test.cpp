@@ -172,6 +172,14 @@ TEST(Schedule, WarmupThenHalfACosineToZero) {
 
 EvlConfig Effective(const std::vector<std::string>& overrides) { return LoadEffectiveConfig("", overrides); }
 
+// A run resumed at step 4000 that took 100 s for its first 1000 steps has 5000 steps (500 s) left
+// of 10000; dividing by all 5000 steps done (the old ETA) said 100 s, 5x too short.
+TEST(Schedule, TheEtaAfterAResumeCountsOnlyThisStartsSteps) {
+  EXPECT_DOUBLE_EQ(RemainingSeconds(100, 4000, 5000, 10000), 500);
+  EXPECT_DOUBLE_EQ(RemainingSeconds(100, 0, 1000, 10000), 900);
+  EXPECT_DOUBLE_EQ(RemainingSeconds(0, 4000, 4000, 10000), 0);  // nothing run yet: no estimate
+}
+
 TEST(ResumeConfig, FieldsThatChangeTheMathAreReportedByDefault) {
   const EvlConfig base = Effective({});
   // The three the hand-kept list missed.

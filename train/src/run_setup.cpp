@@ -129,7 +129,7 @@ void CheckResumeConfig(const std::string& saved_config_text, const EvlConfig& no
 void ResolveDataPaths(EvlConfig* config, Communicator& comm) {
   DataConfig* d = config->mutable_data();
   if (!d->train_list().empty() || !d->synthetic().enabled()) return;
-  const std::string dir = config->train().run_dir() + "/synth";
+  const std::string dir = config->train().run_dir() + "/cache/synthetic-data";
   if (comm.rank() == 0 && !PathExists(dir + "/train.txt")) {
     MakeDirectories(config->train().run_dir());
     SynthOptions o;

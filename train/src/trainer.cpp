@@ -58,13 +58,13 @@ struct Window {
 };
 
 void LogProgress(int64_t step, const TrainConfig& t, double loss, double top1, double top5, double lr,
-                 const Window& w, double step_s_so_far, int world, const at::Tensor& skipped) {
+                 const Window& w, double eta_s, int world, const at::Tensor& skipped) {
   const double span = std::max(1e-9, Since(w.start)), cps = w.clips / span;
   LOG(INFO) << "step " << step + 1 << "/" << t.num_steps() << std::fixed << std::setprecision(4) << "  loss " << loss
             << std::setprecision(1) << "  top1 " << top1 << "  top5 " << top5 << std::scientific << std::setprecision(2)
             << "  lr " << lr << std::fixed << std::setprecision(1) << "  clips/s " << cps << " (" << cps / world
             << "/rank)  data-wait " << 100 * w.data_wait_s / span << "%  comm-wait " << 100 * w.comm_wait_s / span
-            << "%  eta " << Hms(step_s_so_far * (t.num_steps() - step - 1)) << "  skipped "
+            << "%  eta " << Hms(eta_s) << "  skipped "
             << skipped[0].item<int64_t>() << " attempt(s), " << skipped[1].item<int64_t>() << " file(s)";
 }
 
@@ -235,8 +235,8 @@ int RunTraining(const EvlConfig& input_config, Communicator& comm, const RankCon
       const auto skipped = torch::tensor({counters.skipped, counters.skipped_files}, torch::kLong);
       comm.AllReduce(skipped, ReduceOp::kSum, "skipped videos");
       if (lead) {
-        // The ETA from this run's own steps: a resumed run has not run the steps before start_step.
-        LogProgress(step, t, loss, top1, top5, lr, window, Since(start) / (step + 1 - start_step), world, skipped);
+        LogProgress(step, t, loss, top1, top5, lr, window,
+                    RemainingSeconds(Since(start), start_step, step + 1, t.num_steps()), world, skipped);
         const double span = std::max(1e-9, Since(window.start));
         MetricsLog::Window w;
         w.top1 = top1;

@@ -11,4 +11,8 @@ namespace evl {
 
 double LearningRate(const TrainConfig& train, int64_t step);
 
+// Seconds left after `steps_done` of `num_steps`, from this start's own pace: `elapsed_s` is the time
+// since the run (re)started at `start_step`, so a resumed run does not divide by steps it never ran.
+double RemainingSeconds(double elapsed_s, int64_t start_step, int64_t steps_done, int64_t num_steps);
+
 }  // namespace evl

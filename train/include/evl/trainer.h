@@ -36,7 +36,7 @@ constexpr int kExitDiverged = 3;
 int RunTraining(const EvlConfig& config, Communicator& comm, const RankContext& ctx, const TrainFlags& flags = {});
 
 // Resolves data.train_list/val_list: when train_list is empty and data.synthetic.enabled, the
-// synthetic dataset in RUN_DIR/synth is used (rank 0 writes it if missing; every rank waits for it).
+// synthetic dataset in RUN_DIR/cache/synthetic-data is used (rank 0 writes it if missing; every rank waits for it).
 void ResolveDataPaths(EvlConfig* config, Communicator& comm);
 
 }  // namespace evl
