@@ -18,12 +18,15 @@
 #include "evl/file_util.h"
 #include "evl/grad_sync.h"
 #include "evl/ordered_prefetcher.h"
+#include "evl/predict.h"
+#include "evl/model_factory.h"
 #include "evl/sampler.h"
 #include "evl/schedule.h"
 #include "evl/slurm.h"
 #include "evl/stop_signal.h"
 #include "evl/topology.h"
 #include "evl/video_list.h"
+#include "test_paths.h"
 #include "test_util.h"
 #include "tiny_model.h"
 
@@ -178,6 +181,28 @@ TEST(Schedule, TheEtaAfterAResumeCountsOnlyThisStartsSteps) {
   EXPECT_DOUBLE_EQ(RemainingSeconds(100, 4000, 5000, 10000), 500);
   EXPECT_DOUBLE_EQ(RemainingSeconds(100, 0, 1000, 10000), 900);
   EXPECT_DOUBLE_EQ(RemainingSeconds(0, 4000, 4000, 10000), 0);  // nothing run yet: no estimate
+}
+
+// The shipped K400 class map is the official one (400 names, the official order), and the K400
+// configs point at it.
+TEST(ClassMap, TheShippedK400MapNamesEveryClassInTheOfficialOrder) {
+  const std::string src = EVL_SOURCE_DIR;
+  const auto names = LoadClassNames(src + "/configs/k400_class_mappings.json", 400);
+  ASSERT_EQ(names.size(), 400u);
+  EXPECT_EQ(names.front(), "abseiling");
+  EXPECT_EQ(names.back(), "zumba");
+  EXPECT_THROW(LoadClassNames(src + "/configs/k400_class_mappings.json", 401), std::runtime_error);
+  const EvlConfig k400 = LoadEffectiveConfig(src + "/configs/k400_vitb16_8f_dec4x768.pbtxt", {});
+  EXPECT_EQ(k400.data().class_map(), "configs/k400_class_mappings.json");
+}
+
+// data.val_data_root: the validation list's own root; empty means data.data_root.
+TEST(DatasetOptions, TheValidationListMayHaveItsOwnRoot) {
+  EvlConfig c = LoadEffectiveConfig("", {"data.data_root=/train/root"});
+  EXPECT_EQ(DatasetOptionsFromConfig(c, false).data_root, "/train/root");
+  ApplyOverride(&c, "data.val_data_root=/val/root");
+  EXPECT_EQ(DatasetOptionsFromConfig(c, true).data_root, "/train/root");
+  EXPECT_EQ(DatasetOptionsFromConfig(c, false).data_root, "/val/root");
 }
 
 TEST(ResumeConfig, FieldsThatChangeTheMathAreReportedByDefault) {
