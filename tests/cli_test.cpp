@@ -184,7 +184,7 @@ TEST(Cli, SubmitRefusesALayoutThatSplitsTheBatchUnevenly) {
   // Rendering needs no Slurm; the check happens before anything is written or submitted.
   auto r = RunCommand(kEvl + " submit --nodes 1 --tasks-per-node 3 --dry-run --set train.run_dir=scratch/submit_uneven");
   EXPECT_EQ(r.status, 2) << r.output;
-  EXPECT_NE(r.output.find("train.batch_size 16 is not divisible by the 3 ranks"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("train.batch_size 16 must divide by the 3 rank(s)"), std::string::npos) << r.output;
   auto s = RunCommand(kEvl + " submit --time '1 day' --dry-run --set train.run_dir=scratch/submit_uneven");
   EXPECT_EQ(s.status, 2) << s.output;
   EXPECT_NE(s.output.find("--time '1 day' contains spaces"), std::string::npos) << s.output;

@@ -193,10 +193,8 @@ int RunSubmit(const ConfigFlags& flags, const SubmitOptions& o, const std::strin
   if (o.signal_seconds >= 0) slurm->set_signal_seconds(o.signal_seconds);
   if (o.max_requeues >= 0) slurm->set_max_requeues(o.max_requeues);
   const int ranks = o.nodes * (o.tasks_per_node > 0 ? o.tasks_per_node : std::max(1, o.gpus_per_node));
-  if (!o.eval && config.train().batch_size() % ranks != 0)
-    throw std::invalid_argument("train.batch_size " + std::to_string(config.train().batch_size()) +
-                                " is not divisible by the " + std::to_string(ranks) + " ranks of this job");
-  // Refused here, not after the queue wait (the login node sees the same shared files).
+  // Refused here, not after the queue wait (the login node sees the same shared files); this is also
+  // where a batch that does not divide over the job's ranks is caught.
   if (!PassesPreflight(config, o.eval ? PreflightFor::kEval : PreflightFor::kTrain, ranks)) return 2;
 
   if (o.cpus_per_task > 0 && o.cpus_per_task < config.data().num_workers())
