@@ -13,6 +13,7 @@
 
 #include "../train/src/train_state.h"
 #include "config.h"
+#include "evl/abort.h"
 #include "evl/autocast.h"
 #include "evl/checkpoint_manager.h"
 #include "evl/file_util.h"
@@ -94,6 +95,17 @@ TEST(OrderedPrefetcher, StopsMidSequenceWhenDestroyed) {
     ASSERT_TRUE(p.Next(&item));
   }
   EXPECT_LE(made.load(), 1 + 4 + 2);  // the consumed one, the window, one in hand per thread
+}
+
+// MPI_Abort can wait indefinitely for an unreachable node's daemons (seen with a link set down:
+// 120 s and counting). A rank that aborts ends itself anyway after the grace period.
+TEST(AbortJobDeathTest, AnAbortThatHangsStillEndsTheProcess) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_EXIT(AbortWithin(1.0, 3, [] {
+                for (;;) pause();  // an MPI_Abort that never gets through
+              }),
+              testing::ExitedWithCode(3), "did not end this process within 1 s");
+  EXPECT_EXIT(AbortWithin(60.0, 4, [] {}), testing::ExitedWithCode(4), "");  // an abort that returns
 }
 
 TEST(StopSignal, ASecondSigtermWhileAStopIsPendingRestoresTheDefaultAction) {

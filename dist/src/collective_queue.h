@@ -16,6 +16,8 @@
 #include <string>
 #include <thread>
 
+#include "evl/abort.h"
+
 namespace evl {
 
 // Runs queued jobs in FIFO order on one thread; each job's completion is observable with a
@@ -88,8 +90,7 @@ class CollectiveQueue {
       LOG(ERROR) << "rank " << rank_ << ": collective #" << job->seq << " '" << job->name << "' did not complete in "
                  << timeout_s << " s: another rank stalled, died or took a different path; " << on_stall_(job->seq)
                  << "; aborting the job";
-      google::FlushLogFiles(google::GLOG_INFO);
-      MPI_Abort(MPI_COMM_WORLD, 3);
+      AbortJob(3);
     }
     if (!job->error.empty()) throw std::runtime_error("collective '" + job->name + "': " + job->error);
   }

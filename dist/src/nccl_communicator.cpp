@@ -6,6 +6,7 @@
 // allocator does not hand it out again early, and an aborted communicator is never destroyed.
 #include "evl/communicator.h"
 #include "evl/nccl_info.h"
+#include "evl/abort.h"
 
 #include "arrival_board.h"
 
@@ -72,7 +73,7 @@ class NcclWork : public CommWork {
         MPI_Comm_rank(MPI_COMM_WORLD, &rank);
         fprintf(stderr, "rank %d: NCCL collective #%ld '%s' did not complete in %.0f s; %s; aborting the job\n", rank,
                 static_cast<long>(seq_), name_.c_str(), timeout_s_, board_->StallReport(seq_).c_str());
-        MPI_Abort(MPI_COMM_WORLD, 3);
+        AbortJob(3);
       }
       std::this_thread::sleep_for(std::chrono::microseconds(50));
     }

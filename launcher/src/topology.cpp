@@ -7,10 +7,11 @@
 
 #include <cstdio>
 #include <cstdlib>
-#include <vector>
 #include <stdexcept>
 #include <thread>
+#include <vector>
 
+#include "evl/abort.h"
 #include "evl/runtime_info.h"
 
 namespace evl {
@@ -118,7 +119,7 @@ int RunRankJob(int* argc, char*** argv, int requested_threads, DeviceRequest dev
     status = body(topo);
   } catch (const std::exception& e) {
     LOG(ERROR) << e.what();
-    MPI_Abort(MPI_COMM_WORLD, 1);
+    AbortJob(1);
   }
   FinalizeTopology();
   return status;
