@@ -42,12 +42,24 @@ at::Tensor TrainStep::ForwardBackward(const at::Tensor& clips, const at::Tensor&
 namespace {
 
 // 1 if any of the tensors holds a NaN/Inf, as a 0-dim float tensor on their device (no sync).
-at::Tensor AnyNonFinite(const std::vector<at::Tensor>& tensors, const at::TensorOptions& options) {
+// Each defined tensor's L2 norm, stacked (float, on their device); undefined when there is none.
+at::Tensor Norms(const std::vector<at::Tensor>& tensors) {
   std::vector<at::Tensor> norms;
   for (const auto& t : tensors)
     if (t.defined()) norms.push_back(t.detach().norm().to(torch::kFloat));
-  if (norms.empty()) return torch::zeros({}, options.dtype(torch::kFloat));
-  return torch::stack(norms).isfinite().all().logical_not().to(torch::kFloat);
+  return norms.empty() ? at::Tensor() : torch::stack(norms);
+}
+
+at::Tensor AnyNonFinite(const std::vector<at::Tensor>& tensors, const at::TensorOptions& options) {
+  const at::Tensor norms = Norms(tensors);
+  if (!norms.defined()) return torch::zeros({}, options.dtype(torch::kFloat));
+  return norms.isfinite().all().logical_not().to(torch::kFloat);
+}
+
+std::vector<at::Tensor> Grads(const std::vector<at::Tensor>& params) {
+  std::vector<at::Tensor> grads;
+  for (const auto& p : params) grads.push_back(p.grad());
+  return grads;
 }
 
 }  // namespace
@@ -56,16 +68,12 @@ at::Tensor TrainStep::Unscale() {
   if (scaler_) return scaler_->Unscale(params_).reshape({});
   // Without a scaler nothing else looks: a NaN/Inf gradient would be applied and poison every
   // parameter. One reduction over the (small) decoder's gradients, read with the step's metrics.
-  std::vector<at::Tensor> grads;
-  for (const auto& p : params_) grads.push_back(p.grad());
-  return AnyNonFinite(grads, params_.front().options());
+  return AnyNonFinite(Grads(params_), params_.front().options());
 }
 
 double TrainStep::GradNorm() const {
-  std::vector<at::Tensor> norms;
-  for (const auto& p : params_)
-    if (p.grad().defined()) norms.push_back(p.grad().detach().norm().to(torch::kFloat));
-  return norms.empty() ? 0.0 : torch::stack(norms).norm().item<double>();
+  const at::Tensor norms = Norms(Grads(params_));
+  return norms.defined() ? norms.norm().item<double>() : 0.0;
 }
 
 at::Tensor TrainStep::ParametersNonFinite() const { return AnyNonFinite(params_, params_.front().options()); }
