@@ -2,13 +2,49 @@
 
 #include <glog/logging.h>
 #include <mpi.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
+#include <ctime>
+#include <string>
 #include <thread>
 
 namespace evl {
+
+namespace {
+
+// Open MPI's node daemon (orted, under mpirun) waits for mpirun's orders even after its ranks are
+// gone: MPI_Abort only hands the request to it and exits. Cut off from mpirun, it would keep the node
+// busy indefinitely. So before aborting, a rank leaves a helper process that SIGTERMs the daemon
+// (it then kills its ranks and exits) if it is still there after the grace period — by then a
+// reachable mpirun would have ended it. Under srun the parent is slurmstepd, which Slurm's own
+// node timeouts handle. The helper uses only async-signal-safe calls (the rank is multithreaded).
+void StopOpenMpiDaemonAfter(double grace_s) {
+  const pid_t daemon = getppid();
+  const std::string comm_path = "/proc/" + std::to_string(daemon) + "/comm";
+  auto is_orted = [&comm_path] {
+    char name[16] = {};
+    const int fd = open(comm_path.c_str(), O_RDONLY);
+    if (fd < 0) return false;
+    const ssize_t n = read(fd, name, sizeof name - 1);
+    close(fd);
+    return n >= 6 && std::memcmp(name, "orted\n", 6) == 0;
+  };
+  if (!is_orted()) return;
+  if (fork() != 0) return;  // the rank goes on to abort (a failed fork: no helper)
+  setsid();
+  struct timespec t = {static_cast<time_t>(grace_s), static_cast<long>((grace_s - static_cast<time_t>(grace_s)) * 1e9)};
+  while (nanosleep(&t, &t) != 0) {}
+  if (is_orted()) kill(daemon, SIGTERM);
+  _exit(0);
+}
+
+}  // namespace
 
 void AbortWithin(double grace_s, int status, const std::function<void()>& abort) {
   std::thread([grace_s, status] {
@@ -24,7 +60,9 @@ void AbortWithin(double grace_s, int status, const std::function<void()>& abort)
 }
 
 void AbortJob(int status) {
-  AbortWithin(10.0, status, [status] { MPI_Abort(MPI_COMM_WORLD, status); });
+  constexpr double kGraceS = 5.0;
+  StopOpenMpiDaemonAfter(kGraceS);
+  AbortWithin(kGraceS, status, [status] { MPI_Abort(MPI_COMM_WORLD, status); });
 }
 
 }  // namespace evl

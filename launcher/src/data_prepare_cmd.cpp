@@ -123,6 +123,7 @@ int RunDataPrepare(int* argc, char*** argv, const PrepareOptions& o) {
         }
         MakeDirectories(out.substr(0, out.rfind('/')));
         Transcode(entries[i].path, out, o, reader);
+        VLOG(1) << "wrote " << out;
         status[i] = 1;
       } catch (const std::exception& e) {
         status[i] = 3;

@@ -6,17 +6,27 @@
 // ranks as SIGUSR1 (which mpirun forwards), evl launch waits for them — at most
 // dist.checkpoint_timeout_s' default — and returns their status (75: checkpoint saved). A second
 // signal is passed to mpirun as it is, which ends the job at once.
+//
+// A node that becomes unreachable (its link down, not its processes dead) stalls mpirun itself: when
+// a rank aborts, mpirun orders every node's daemon to kill its ranks and waits for the unreachable
+// one for minutes (measured on the simulated cluster, docs/testing.md: 61-127 s). So evl launch
+// watches mpirun's messages; once a rank has aborted or died, mpirun has `--abort-timeout` seconds
+// (default 30) to end the job before evl launch kills it. The far side ends itself: its ranks' own
+// stall deadline and evl/abort.h (which also stops the node's Open MPI daemon).
 #include <CLI/CLI.hpp>
+#include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
 #include <iostream>
+#include <memory>
 #include <thread>
 
 #include "commands.h"
@@ -35,17 +45,76 @@ void OnSignal(int sig) {
   g_signals.fetch_add(1);
 }
 
-// Runs mpirun and waits for it, forwarding stop requests as described above.
-int RunMpirun(std::vector<char*>& argv) {
+// Copies mpirun's stderr to ours as it comes and notes when it reports a rank that aborted or died
+// (Open MPI 4.1's messages; tests/cluster_test.cpp checks them on this Open MPI). The copying thread
+// owns its state: a process left on an unreachable node may hold the pipe open long after mpirun
+// is gone, so evl launch waits for the end of its output only briefly.
+class AbortWatcher {
+ public:
+  explicit AbortWatcher(int fd) : state_(std::make_shared<State>()) {
+    std::thread([fd, st = state_] {
+      Copy(fd, *st);
+      close(fd);
+      st->done.store(true);
+    }).detach();
+  }
+  ~AbortWatcher() {
+    for (int i = 0; i < 40 && !state_->done.load(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  bool seen() const { return state_->seen.load(); }
+
+ private:
+  struct State {
+    std::atomic<bool> seen{false}, done{false};
+  };
+  static void Copy(int fd, State& st) {
+    std::string line;
+    char buf[4096];
+    for (ssize_t n; (n = read(fd, buf, sizeof buf)) != 0;) {
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        return;
+      }
+      for (ssize_t off = 0; off < n;) {
+        const ssize_t w = write(STDERR_FILENO, buf + off, n - off);
+        if (w <= 0) break;
+        off += w;
+      }
+      line.append(buf, n);
+      for (size_t eol; (eol = line.find('\n')) != std::string::npos; line.erase(0, eol + 1)) {
+        const std::string l = line.substr(0, eol);
+        if (l.find("MPI_ABORT was invoked") != std::string::npos || l.find("noticed that process rank") != std::string::npos ||
+            l.find("lost communication with a remote daemon") != std::string::npos)
+          st.seen.store(true);
+      }
+    }
+  }
+  std::shared_ptr<State> state_;
+};
+
+// Runs mpirun and waits for it, forwarding stop requests and bounding an abort as described above.
+int RunMpirun(std::vector<char*>& argv, double abort_timeout_s) {
   struct sigaction sa = {};
   sa.sa_handler = OnSignal;
   sigemptyset(&sa.sa_mask);
   for (int sig : {SIGTERM, SIGINT}) sigaction(sig, &sa, nullptr);
+  int err[2];
+  if (pipe2(err, O_CLOEXEC) != 0) return 127;
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_adddup2(&actions, err[1], STDERR_FILENO);
   pid_t pid = -1;
-  if (const int rc = posix_spawnp(&pid, "mpirun", nullptr, nullptr, argv.data(), environ); rc != 0) {
+  const int rc = posix_spawnp(&pid, "mpirun", &actions, nullptr, argv.data(), environ);
+  posix_spawn_file_actions_destroy(&actions);
+  close(err[1]);
+  if (rc != 0) {
+    close(err[0]);
     std::cerr << "evl launch: cannot run mpirun: " << std::strerror(rc) << "\n";
     return 127;
   }
+  AbortWatcher watcher(err[0]);
+  std::chrono::steady_clock::time_point abort_seen;
+  bool abort_noted = false;
   // The ranks' own save deadline (the proto's default; evl launch does not read their config).
   const double kSaveDeadlineS = DistConfig::default_instance().checkpoint_timeout_s();
   int forwarded = 0;
@@ -71,6 +140,18 @@ int RunMpirun(std::vector<char*>& argv) {
       kill(pid, SIGTERM);
       forwarded = 2;
     }
+    if (watcher.seen() && !abort_noted) {
+      abort_noted = true;
+      abort_seen = std::chrono::steady_clock::now();
+    }
+    if (abort_noted && abort_timeout_s > 0 &&
+        std::chrono::steady_clock::now() - abort_seen > std::chrono::duration<double>(abort_timeout_s)) {
+      std::cerr << "evl launch: a rank aborted or died and mpirun did not end the job within " << abort_timeout_s
+                << " s (a node unreachable?); killing mpirun\n";
+      kill(pid, SIGKILL);
+      waitpid(pid, &status, 0);
+      return 1;
+    }
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
   if (WIFEXITED(status)) return WEXITSTATUS(status);
@@ -81,11 +162,12 @@ struct LaunchOptions {
   int ranks = 1;
   std::string hosts, hostfile;
   bool oversubscribe = false, bind = false;
+  double abort_timeout_s = 30;
   std::vector<std::string> command;  // after --
 };
 
 int RunLaunch(const LaunchOptions& o, const std::string& self) {
-  const auto& [ranks, hosts, hostfile, oversubscribe, bind, command] = o;
+  const auto& [ranks, hosts, hostfile, oversubscribe, bind, abort_timeout_s, command] = o;
   if (command.empty()) {
     std::cerr << "evl launch: give the evl command after --, e.g. evl launch -n 2 -- train --config C\n";
     return 2;
@@ -131,7 +213,7 @@ int RunLaunch(const LaunchOptions& o, const std::string& self) {
   std::vector<char*> argv;
   for (auto& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
-  return RunMpirun(argv);
+  return RunMpirun(argv, abort_timeout_s);
 }
 
 }  // namespace
@@ -144,6 +226,10 @@ void AddLaunchCommand(CLI::App& app, Invocation& inv) {
   cmd->add_option("--hostfile", o->hostfile, "mpirun hostfile");
   cmd->add_flag("--oversubscribe", o->oversubscribe, "allow more ranks than cores (automatic locally)");
   cmd->add_flag("--bind", o->bind, "bind each rank to a core (default: no binding)");
+  cmd->add_option("--abort-timeout", o->abort_timeout_s,
+                  "seconds mpirun gets to end the job after a rank aborted or died before evl launch kills it "
+                  "(a node may be unreachable); 0: wait for mpirun")
+      ->capture_default_str();
   cmd->add_option("command", o->command, "the evl command to run on every rank, after --");
   OnChosen(cmd, inv, [&inv, o] { return RunLaunch(*o, inv.self); });
 }

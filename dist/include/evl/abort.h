@@ -13,8 +13,9 @@ namespace evl {
 // `abort` returns — ends it with `status` (std::_Exit: no destructors, no flushing but glog's).
 [[noreturn]] void AbortWithin(double grace_s, int status, const std::function<void()>& abort);
 
-// MPI_Abort(MPI_COMM_WORLD, status), bounded by AbortWithin (10 s: MPI_Abort normally ends a job,
-// other nodes included, in about 2.5 s).
+// MPI_Abort(MPI_COMM_WORLD, status), bounded by AbortWithin (5 s: MPI_Abort normally ends a job,
+// other nodes included, in about 2.5 s). Under mpirun, the node's Open MPI daemon is stopped too if
+// it is still there after the grace period (cut off from mpirun, it would wait forever).
 [[noreturn]] void AbortJob(int status);
 
 }  // namespace evl
