@@ -3,7 +3,8 @@
 #   scripts/install-deps.sh          what building and running evl needs (a cluster login node)
 #   scripts/install-deps.sh --test   that and what the test suite needs: GoogleTest, the ffmpeg
 #                                    CLI and PyAV/torch/Pillow for the reference fixtures, clang for
-#                                    the fuzzers, and Slurm's daemons for the Slurm tests
+#                                    the fuzzers, Slurm's daemons for the Slurm tests, and
+#                                    iproute2 for the simulated multi-node cluster
 #   add --list to print the packages instead of installing them
 set -euo pipefail
 
@@ -22,6 +23,7 @@ TEST=(
   python3-torch python3-numpy python3-av python3-pil
   clang libclang-rt-14-dev
   slurmctld slurmd slurm-client munge
+  iproute2 procps  # the simulated multi-node cluster (tests/cluster/netns-cluster.sh)
 )
 
 PACKAGES=("${RUNTIME[@]}")

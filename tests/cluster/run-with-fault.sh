@@ -11,6 +11,7 @@ dir=$1 log=$2 pattern=$3 fault=$4 node=$5
 shift 6
 here=$(dirname "$(realpath "$0")")
 cluster="$here/netns-cluster.sh"
+since() { awk -v t0="$1" -v t="$(date +%s.%N)" 'BEGIN { printf "%.2f", t - t0 }'; }
 "$@" > "$log" 2>&1 &
 job=$!
 for _ in $(seq 1200); do
@@ -32,17 +33,17 @@ esac
 status="" exit_s="" clean_s=""
 nodes=$(cat "$dir/nodes")
 while :; do
-  now=$(date +%s.%N)
+  now=$(since "$t0")
   if [ -z "$status" ] && ! kill -0 "$job" 2>/dev/null; then
-    wait "$job"; status=$?; exit_s=$(echo "$now - $t0" | bc)
+    wait "$job"; status=$?; exit_s=$now
   fi
   left=0
   for i in $(seq 0 $((nodes - 1))); do
     left=$((left + $("$cluster" pids "$dir" "$i" | wc -l)))
   done
-  [ -z "$clean_s" ] && [ "$left" -eq 0 ] && clean_s=$(echo "$now - $t0" | bc)
+  [ -z "$clean_s" ] && [ "$left" -eq 0 ] && clean_s=$now
   [ -n "$status" ] && [ -n "$clean_s" ] && break
-  if [ "$(echo "$now - $t0 > 180" | bc)" = 1 ]; then
+  if [ "${now%.*}" -ge 180 ]; then
     echo "run-with-fault.sh: still running 180 s after the fault:" >&2
     for i in $(seq 0 $((nodes - 1))); do "$cluster" pids "$dir" "$i" | xargs -r ps -o pid=,args= -p >&2; done
     kill -9 "$job" 2>/dev/null
