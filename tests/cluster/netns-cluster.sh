@@ -206,13 +206,18 @@ case "$action" in
   link) ip link set "evl${tag}v${3:?node}" "${4:?up|down}" ;;
   limit)
     rate=${3:?RATE|none}
+    # The bucket holds 2 ms at the rate (at least 16 kB): a larger burst lets a whole gradient
+    # message of a small model through at line rate and hides the limit (seen with 256 kB).
+    burst=$(awk -v r="$rate" 'BEGIN { n = r + 0; u = tolower(substr(r, length(n "") + 1));
+      m = (u == "gbit") ? 1e9 : (u == "mbit") ? 1e6 : (u == "kbit") ? 1e3 : 1; b = n * m / 8 / 500;
+      printf "%d", (b < 16000 ? 16000 : b) }')
     for i in $(seq 0 $(($(count) - 1))); do
       # Both directions: the node's side of its veth shapes what it sends, the host side what it receives.
       tc -n "$(ns "$i")" qdisc del dev eth0 root 2>/dev/null || true
       tc qdisc del dev "evl${tag}v$i" root 2>/dev/null || true
       [ "$rate" = none ] && continue
-      tc -n "$(ns "$i")" qdisc add dev eth0 root tbf rate "$rate" burst 256kb latency 50ms
-      tc qdisc add dev "evl${tag}v$i" root tbf rate "$rate" burst 256kb latency 50ms
+      tc -n "$(ns "$i")" qdisc add dev eth0 root tbf rate "$rate" burst "$burst" latency 400ms
+      tc qdisc add dev "evl${tag}v$i" root tbf rate "$rate" burst "$burst" latency 400ms
     done ;;
   down) down ;;
   *) echo "netns-cluster.sh: unknown action $action" >&2; exit 2 ;;

@@ -155,7 +155,7 @@ int RunTraining(const EvlConfig& input_config, Communicator& comm, const RankCon
     LOG(INFO) << "training: " << world << " rank(s) x " << ctx.threads << " thread(s), device " << device
               << ", global batch " << t.batch_size() << " (split " << t.batch_split() << "), " << t.num_steps()
               << " steps, dataset " << dataset->size() << " videos, comm " << comm.backend() << " ("
-              << reducer.num_buckets() << " gradient bucket(s))";
+              << reducer.num_buckets() << " gradient bucket(s), " << reducer.bytes() << " bytes)";
   }
 
   // --- the loop

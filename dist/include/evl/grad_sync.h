@@ -29,6 +29,12 @@ class GradientReducer {
   double Finish();
 
   int num_buckets() const { return static_cast<int>(buckets_.size()); }
+  // Bytes all-reduced per step (the scaling model's gradient size, bench/scaling_model.py).
+  int64_t bytes() const {
+    int64_t n = 0;
+    for (const auto& b : buckets_) n += static_cast<int64_t>(b.flat.nbytes());
+    return n;
+  }
   // Bucket indices in the order their all-reduce was launched during the last step.
   const std::vector<int>& launch_order() const { return launch_order_; }
 
