@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Checks the scaling model's all-reduce term on the simulated cluster (docs/scaling.md).
 
-  cluster_bandwidth.py --evl build/launcher/evl --cluster DIR [--rates 25mbit,50mbit,100mbit,200mbit] [--check]
+  cluster_bandwidth.py --evl build/launcher/evl --cluster DIR [--rates 25mbit,50mbit,100mbit] [--check]
 
 Brings up 2 simulated nodes (tests/cluster/netns-cluster.sh, root), trains the quick-start model
 with one rank per node, first unlimited, then with each node's link shaped to each rate (tc tbf),
@@ -10,8 +10,10 @@ model (the unlimited run's wait plus the ring's bytes over the rate, divided by 
 efficiency) must meet every rate (bench/scaling_model.py validate). With --check, exits 1 when a
 rate is off by more than --margin.
 
-The quick-start decoder's gradient is 0.46 MB, so the rates are 25-200 Mbit/s: they put the
-all-reduce at 20-150% of the compute time, the regime of ViT-B/16's 133 MB over 10-100 Gbit/s.
+The quick-start decoder's gradient is 0.46 MB, so the rates are 25-100 Mbit/s: they put the
+all-reduce at 50-300% of the compute time, the regime of ViT-B/16's 133 MB over 10-25 Gbit/s
+Ethernet. Faster rates leave a wait of a few ms, within the run-to-run noise of the unlimited
+run's wait (1-18 ms measured on this 2-core machine), so they cannot check the model.
 """
 import argparse
 import json
@@ -60,7 +62,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--evl", required=True)
     ap.add_argument("--cluster", required=True, help="a directory for the simulated cluster (not under /tmp)")
-    ap.add_argument("--rates", default="25mbit,50mbit,100mbit,200mbit")
+    ap.add_argument("--rates", default="25mbit,50mbit,100mbit")
     ap.add_argument("--steps", type=int, default=80)
     ap.add_argument("--margin", type=float, default=0.25)
     ap.add_argument("--check", action="store_true")
