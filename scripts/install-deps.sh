@@ -24,6 +24,7 @@ TEST=(
   clang libclang-rt-14-dev
   slurmctld slurmd slurm-client munge
   iproute2 procps  # the simulated multi-node cluster (tests/cluster/netns-cluster.sh)
+  opencv-doc  # real camera footage (its examples) for bench/realistic_footage.sh
 )
 
 PACKAGES=("${RUNTIME[@]}")

@@ -19,16 +19,21 @@ using Lut = std::array<uint8_t, 256>;
 
 uint8_t Clip8(double v) { return v <= 0.0 ? 0 : v >= 255.0 ? 255 : static_cast<uint8_t>(v); }
 
-// One frame: H x W x 3 bytes.
+// One frame: H x W x 3 bytes, and the region r whose output pixels an op must compute (the rest
+// is left as it is: the caller does not read it).
 struct Frame {
   uint8_t* p;
   int64_t h, w;
+  AugmentRegion r;
   uint8_t& at(int64_t y, int64_t x, int c) const { return p[(y * w + x) * 3 + c]; }
 };
 
 void ApplyLut(const Frame& f, const std::array<Lut, 3>& lut) {
-  for (int64_t i = 0; i < f.h * f.w; ++i)
-    for (int c = 0; c < 3; ++c) f.p[i * 3 + c] = lut[c][f.p[i * 3 + c]];
+  for (int64_t y = f.r.y0; y < f.r.y1; ++y)
+    for (int64_t x = f.r.x0; x < f.r.x1; ++x) {
+      uint8_t* px = f.p + (y * f.w + x) * 3;
+      for (int c = 0; c < 3; ++c) px[c] = lut[c][px[c]];
+    }
 }
 
 std::array<std::array<int64_t, 256>, 3> Histograms(const Frame& f) {
@@ -88,27 +93,29 @@ uint8_t Luma(const uint8_t* rgb) { return static_cast<uint8_t>((rgb[0] * 19595 +
 // Image.blend(degenerate, img, factor): interpolation or extrapolation in float, truncated, clipped.
 void Blend(const Frame& f, const std::vector<uint8_t>& degenerate, double factor) {
   const float alpha = static_cast<float>(factor);
-  for (int64_t i = 0; i < f.h * f.w * 3; ++i) {
-    const float v = static_cast<float>(degenerate[i]) + alpha * (static_cast<float>(f.p[i]) - static_cast<float>(degenerate[i]));
-    f.p[i] = v <= 0.0f ? 0 : v >= 255.0f ? 255 : static_cast<uint8_t>(v);
-  }
+  for (int64_t y = f.r.y0; y < f.r.y1; ++y)
+    for (int64_t i = (y * f.w + f.r.x0) * 3; i < (y * f.w + f.r.x1) * 3; ++i) {
+      const float v = static_cast<float>(degenerate[i]) + alpha * (static_cast<float>(f.p[i]) - static_cast<float>(degenerate[i]));
+      f.p[i] = v <= 0.0f ? 0 : v >= 255.0f ? 255 : static_cast<uint8_t>(v);
+    }
 }
 
 void Enhance(const Frame& f, const std::string& kind, double factor) {
   const int64_t n = f.h * f.w;
   std::vector<uint8_t> d(static_cast<size_t>(n * 3), 0);
   if (kind == "Color") {
-    for (int64_t i = 0; i < n; ++i) d[i * 3] = d[i * 3 + 1] = d[i * 3 + 2] = Luma(f.p + i * 3);
+    for (int64_t y = f.r.y0; y < f.r.y1; ++y)
+      for (int64_t i = y * f.w + f.r.x0; i < y * f.w + f.r.x1; ++i) d[i * 3] = d[i * 3 + 1] = d[i * 3 + 2] = Luma(f.p + i * 3);
   } else if (kind == "Contrast") {
-    int64_t sum = 0;
+    int64_t sum = 0;  // over the whole frame: the region needs the whole input (NeededInput)
     for (int64_t i = 0; i < n; ++i) sum += Luma(f.p + i * 3);
     const auto mean = static_cast<uint8_t>(static_cast<int>(static_cast<double>(sum) / n + 0.5));
     std::fill(d.begin(), d.end(), mean);
   } else if (kind == "Sharpness") {
     // ImageFilter.SMOOTH (3x3, centre 5, divisor 13); the border pixels stay as they are.
     std::copy(f.p, f.p + n * 3, d.begin());
-    for (int64_t y = 1; y + 1 < f.h; ++y)
-      for (int64_t x = 1; x + 1 < f.w; ++x)
+    for (int64_t y = std::max<int64_t>(1, f.r.y0); y + 1 < f.h && y < f.r.y1; ++y)
+      for (int64_t x = std::max<int64_t>(1, f.r.x0); x + 1 < f.w && x < f.r.x1; ++x)
         for (int c = 0; c < 3; ++c) {
           float s = 0;
           for (int dy = -1; dy <= 1; ++dy)
@@ -130,8 +137,8 @@ void Affine(const Frame& f, const std::array<double, 6>& m) {
     return p1 + d * (p2 + d * (p3 + d * p4));
   };
   auto clampi = [](int64_t v, int64_t n) { return std::min<int64_t>(std::max<int64_t>(v, 0), n - 1); };
-  for (int64_t y = 0; y < f.h; ++y)
-    for (int64_t x = 0; x < f.w; ++x) {
+  for (int64_t y = f.r.y0; y < f.r.y1; ++y)
+    for (int64_t x = f.r.x0; x < f.r.x1; ++x) {
       const double xo = x + 0.5, yo = y + 0.5;
       double xin = m[0] * xo + m[1] * yo + m[2], yin = m[3] * xo + m[4] * yo + m[5];
       uint8_t* out = f.p + (y * f.w + x) * 3;
@@ -265,54 +272,97 @@ std::vector<AugmentStep> SampleRandAugment(const RandAugmentConfig& config, std:
   return steps;
 }
 
-at::Tensor ApplyAugmentOp(const AugmentStep& step, const at::Tensor& frames) {
+namespace {
+
+// The affine map an op applies (output pixel centre -> input position), if it is one.
+bool AffineOf(const std::string& base, double arg, int64_t w, int64_t h, std::array<double, 6>* m) {
+  if (base == "Rotate") *m = RotationMatrix(arg, w, h);
+  else if (base == "ShearX") *m = {1, arg, 0, 0, 1, 0};
+  else if (base == "ShearY") *m = {1, 0, 0, arg, 1, 0};
+  else if (base == "TranslateXRel") *m = {1, 0, arg * w, 0, 1, 0};
+  else if (base == "TranslateYRel") *m = {1, 0, 0, 0, 1, arg * h};
+  else return false;
+  return true;
+}
+
+// The input region an op reads to compute `out` exactly: the same for pointwise ops, one pixel
+// more for Sharpness's 3x3 filter, the cubic's 4x4 support around the mapped box for the affine
+// ops, and the whole frame for the ops with whole-frame statistics.
+AugmentRegion NeededInput(const AugmentStep& step, AugmentRegion out, int64_t w, int64_t h) {
+  const AugmentRegion full{0, 0, w, h};
+  if (out.x0 >= out.x1 || out.y0 >= out.y1) return out;
+  const std::string base = BaseName(step.op);
+  if (base == "AutoContrast" || base == "Equalize" || base == "Contrast") return full;
+  if (base == "Sharpness")
+    return {std::max<int64_t>(0, out.x0 - 1), std::max<int64_t>(0, out.y0 - 1), std::min(w, out.x1 + 1), std::min(h, out.y1 + 1)};
+  std::array<double, 6> m;
+  if (!AffineOf(base, step.arg, w, h, &m)) return out;
+  double x_lo = 1e300, x_hi = -1e300, y_lo = 1e300, y_hi = -1e300;
+  for (double xo : {out.x0 + 0.5, out.x1 - 0.5})
+    for (double yo : {out.y0 + 0.5, out.y1 - 0.5}) {
+      const double xi = m[0] * xo + m[1] * yo + m[2] - 0.5, yi = m[3] * xo + m[4] * yo + m[5] - 0.5;
+      x_lo = std::min(x_lo, xi), x_hi = std::max(x_hi, xi), y_lo = std::min(y_lo, yi), y_hi = std::max(y_hi, yi);
+    }
+  auto clampi = [](double v, int64_t n) { return std::clamp<int64_t>(static_cast<int64_t>(v), 0, n); };
+  return {clampi(std::floor(x_lo) - 1, w), clampi(std::floor(y_lo) - 1, h), clampi(std::floor(x_hi) + 3, w),
+          clampi(std::floor(y_hi) + 3, h)};
+}
+
+void ApplyToFrame(const AugmentStep& step, const std::string& base, const Frame& f) {
+  std::array<double, 6> m;
+  if (AffineOf(base, step.arg, f.w, f.h, &m)) {
+    Affine(f, m);
+  } else if (base == "AutoContrast") {
+    AutoContrast(f);
+  } else if (base == "Equalize") {
+    Equalize(f);
+  } else if (base == "Invert") {
+    Lut l;
+    for (int i = 0; i < 256; ++i) l[i] = static_cast<uint8_t>(255 - i);
+    SameLut(f, l);
+  } else if (base == "Posterize") {
+    const int bits = static_cast<int>(step.arg);
+    if (bits >= 8) return;
+    const int mask = ~((1 << (8 - bits)) - 1);
+    Lut l;
+    for (int i = 0; i < 256; ++i) l[i] = static_cast<uint8_t>(i & mask);
+    SameLut(f, l);
+  } else if (base == "Solarize") {
+    Lut l;
+    for (int i = 0; i < 256; ++i) l[i] = static_cast<uint8_t>(i < step.arg ? i : 255 - i);
+    SameLut(f, l);
+  } else if (base == "SolarizeAdd") {
+    Lut l;
+    for (int i = 0; i < 256; ++i) l[i] = static_cast<uint8_t>(i < 128 ? std::min(255, i + static_cast<int>(step.arg)) : i);
+    SameLut(f, l);
+  } else if (base == "Color" || base == "Contrast" || base == "Brightness" || base == "Sharpness") {
+    Enhance(f, base, step.arg);
+  } else {
+    throw std::invalid_argument("RandAugment: unknown op \"" + step.op + "\"");
+  }
+}
+
+}  // namespace
+
+at::Tensor ApplyAugmentOps(const std::vector<AugmentStep>& steps, const at::Tensor& frames, AugmentRegion region) {
   TORCH_CHECK(frames.dim() == 4 && frames.size(3) == 3 && frames.scalar_type() == torch::kByte,
               "RandAugment expects uint8 frames [T,H,W,3]");
   auto out = frames.contiguous().clone();
-  const std::string base = BaseName(step.op);
   const int64_t T = out.size(0), H = out.size(1), W = out.size(2);
-  for (int64_t t = 0; t < T; ++t) {
-    const Frame f{out.data_ptr<uint8_t>() + t * H * W * 3, H, W};
-    if (base == "AutoContrast") {
-      AutoContrast(f);
-    } else if (base == "Equalize") {
-      Equalize(f);
-    } else if (base == "Invert") {
-      Lut l;
-      for (int i = 0; i < 256; ++i) l[i] = static_cast<uint8_t>(255 - i);
-      SameLut(f, l);
-    } else if (base == "Posterize") {
-      const int bits = static_cast<int>(step.arg);
-      if (bits >= 8) continue;
-      const int mask = ~((1 << (8 - bits)) - 1);
-      Lut l;
-      for (int i = 0; i < 256; ++i) l[i] = static_cast<uint8_t>(i & mask);
-      SameLut(f, l);
-    } else if (base == "Solarize") {
-      Lut l;
-      for (int i = 0; i < 256; ++i) l[i] = static_cast<uint8_t>(i < step.arg ? i : 255 - i);
-      SameLut(f, l);
-    } else if (base == "SolarizeAdd") {
-      Lut l;
-      for (int i = 0; i < 256; ++i) l[i] = static_cast<uint8_t>(i < 128 ? std::min(255, i + static_cast<int>(step.arg)) : i);
-      SameLut(f, l);
-    } else if (base == "Color" || base == "Contrast" || base == "Brightness" || base == "Sharpness") {
-      Enhance(f, base, step.arg);
-    } else if (base == "Rotate") {
-      Affine(f, RotationMatrix(step.arg, W, H));
-    } else if (base == "ShearX") {
-      Affine(f, {1, step.arg, 0, 0, 1, 0});
-    } else if (base == "ShearY") {
-      Affine(f, {1, 0, 0, step.arg, 1, 0});
-    } else if (base == "TranslateXRel") {
-      Affine(f, {1, 0, step.arg * W, 0, 1, 0});
-    } else if (base == "TranslateYRel") {
-      Affine(f, {1, 0, 0, 0, 1, step.arg * H});
-    } else {
-      throw std::invalid_argument("RandAugment: unknown op \"" + step.op + "\"");
-    }
+  // Backwards from the region the caller reads: what each op must get right.
+  std::vector<AugmentRegion> need(steps.size() + 1);
+  need.back() = {std::max<int64_t>(0, region.x0), std::max<int64_t>(0, region.y0), std::min(W, region.x1), std::min(H, region.y1)};
+  for (size_t k = steps.size(); k-- > 0;) need[k] = NeededInput(steps[k], need[k + 1], W, H);
+  for (size_t k = 0; k < steps.size(); ++k) {
+    const std::string base = BaseName(steps[k].op);
+    for (int64_t t = 0; t < T; ++t)
+      ApplyToFrame(steps[k], base, Frame{out.data_ptr<uint8_t>() + t * H * W * 3, H, W, need[k + 1]});
   }
   return out;
+}
+
+at::Tensor ApplyAugmentOp(const AugmentStep& step, const at::Tensor& frames) {
+  return ApplyAugmentOps({step}, frames, {0, 0, frames.size(2), frames.size(1)});
 }
 
 }  // namespace evl

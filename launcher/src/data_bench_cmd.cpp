@@ -21,7 +21,7 @@
 #include "evl/model_factory.h"
 #include "evl/sampling.h"
 #include "evl/subprocess.h"
-#include "evl/synth.h"
+#include "evl/realistic_synth.h"
 #include "evl/video_reader.h"
 
 namespace evl {
@@ -29,9 +29,10 @@ namespace {
 
 struct DataBenchOptions {
   ConfigFlags flags;
-  std::string list, data_root;  // empty list: K400-like synthetic clips in RUN_DIR/bench_k400like
+  std::string list, data_root;  // empty list: K400-like realistic clips in RUN_DIR/bench_realistic
   int videos = 8;
   int rounds = 2;
+  double target = 0;  // clips/s to feed: print the cores it takes
   std::string python = "/usr/bin/python3";  // Debian's, with python3-av and python3-torch
   std::string pyav_script = std::string(EVL_SOURCE_DIR) + "/bench/pyav_loader.py";
 };
@@ -104,21 +105,18 @@ int RunDataBench(const DataBenchOptions& o) {
   ClipDatasetOptions eval = DatasetOptionsFromConfig(config, false);
   std::string list = o.list, root = o.data_root;
   if (list.empty()) {
-    // K400-like clips, as the benchmark in docs/benchmarks.md: 10 s at 30 fps, 340x256, libx264
-    // defaults (GOP 250, B-frames with b-pyramid).
-    const std::string dir = config.train().run_dir() + "/bench_k400like";
+    // K400-like footage that decodes like camera footage (evl/realistic_synth.h): 10 s at 30 fps,
+    // 340x256 and 640x360 in turn, H.264 GOP 250 with B-frames.
+    const std::string dir = config.train().run_dir() + "/bench_realistic";
     if (!PathExists(dir + "/all.txt")) {
-      SynthOptions s;
-      s.out_dir = dir;
-      s.videos = o.videos;
-      s.frames = 300;
-      s.width = 340;
-      s.height = 256;
-      s.classes = 4;
-      s.val_fraction = 0;
-      LOG(INFO) << "writing " << s.videos << " K400-like videos (300 frames, 340x256, H.264 GOP 250) to " << dir;
-      WriteSynthDataset(s);
-      std::rename((dir + "/train.txt").c_str(), (dir + "/all.txt").c_str());
+      RealisticOptions r;
+      r.out_dir = dir;
+      r.videos = o.videos;
+      LOG(INFO) << "writing " << r.videos << " K400-like videos (evl data synth --realistic) to " << dir;
+      const RealisticReport report = WriteRealisticDataset(r);
+      LOG(INFO) << report.frames << " frames, " << report.mbit_per_s() << " Mbit/s on average";
+      std::ofstream all(dir + "/all.txt");
+      for (const char* split : {"/train.txt", "/val.txt"}) all << std::ifstream(dir + split).rdbuf();
     }
     list = dir + "/all.txt";
     root = dir;
@@ -176,13 +174,20 @@ int RunDataBench(const DataBenchOptions& o) {
   PrintRow("train", tp, RunPyav(o, "train", train_plain, &why), why);
   std::cout << std::setprecision(2) << "train path / decode floor: " << floor.clips_per_s / tp.clips_per_s
             << "x the floor's time (goal <= 1.5x)\n";
+  PathResult ta;
   if (!train.auto_augment.empty()) {
     VideoClipDataset ds_aug(train);
-    const PathResult ta = Measure(n, o.rounds, reader, [&](int64_t i, int r) { ds_aug.Load(i, r, reader); });
+    ta = Measure(n, o.rounds, reader, [&](int64_t i, int r) { ds_aug.Load(i, r, reader); });
     PrintRow("train + " + train.auto_augment, ta, -1, "not measured: the baseline has no RandAugment");
   }
   const PathResult ev = Measure(n, o.rounds, reader, [&](int64_t i, int) { LoadTestViews(ds_eval.entry(i).path, eval, reader); });
   PrintRow("eval", ev, RunPyav(o, "eval", eval, &why), why);
+  if (o.target > 0) {
+    // One thread is one core's worth: the loader runs one such pipeline per decode thread.
+    std::cout << std::setprecision(1) << "cores to feed " << o.target << " clips/s: train " << o.target / tp.clips_per_s;
+    if (ta.clips_per_s > 0) std::cout << ", train + " << train.auto_augment << " " << o.target / ta.clips_per_s;
+    std::cout << ", eval (videos) " << o.target / ev.clips_per_s << "\n";
+  }
   std::cout << "(open: index the packets; decode: libavcodec; convert: swscale to RGB at the target size; "
                "augment: crop/resize, flip, RandAugment, normalise, copies)\n";
   return 0;
@@ -194,10 +199,11 @@ void AddDataBenchCommand(CLI::App& data, Invocation& inv) {
   auto* cmd = data.add_subcommand("bench", "clips/s per thread of the train and eval paths, beside PyAV");
   auto o = std::make_shared<DataBenchOptions>();
   AddConfigFlags(cmd, &o->flags);
-  cmd->add_option("--list", o->list, "dataset list (default: K400-like synthetic clips in RUN_DIR/bench_k400like)");
+  cmd->add_option("--list", o->list, "dataset list (default: K400-like realistic clips in RUN_DIR/bench_realistic)");
   cmd->add_option("--data-root", o->data_root, "prefix for relative paths of --list");
-  cmd->add_option("--videos", o->videos, "number of synthetic K400-like videos");
+  cmd->add_option("--videos", o->videos, "number of K400-like videos to write when no --list is given");
   cmd->add_option("--rounds", o->rounds, "passes over the videos");
+  cmd->add_option("--target", o->target, "also print how many cores feed this many clips/s (e.g. a GPU's step rate)");
   cmd->add_option("--python", o->python, "Python with av and torch for the baseline ('' to skip it)");
   cmd->add_option("--pyav-script", o->pyav_script, "the baseline script");
   OnChosen(cmd, inv, [o] { return RunDataBench(*o); });

@@ -2,13 +2,16 @@
 #include <ATen/core/Tensor.h>
 #include <CLI/CLI.hpp>
 
+#include <chrono>
 #include <iomanip>
+#include <sstream>
 #include <iostream>
 
 #include "commands.h"
 #include "config.h"
 #include "evl/dataset.h"
 #include "evl/model_factory.h"
+#include "evl/realistic_synth.h"
 #include "evl/synth.h"
 #include "evl/video_list.h"
 #include "evl/video_reader.h"
@@ -21,6 +24,29 @@ int RunDataSynth(const SynthOptions& options) {
   std::cout << "wrote " << options.videos << " " << options.codec << " videos (" << options.classes << " classes, "
             << options.frames << " frames of " << options.width << "x" << options.height << ") and train.txt/val.txt to "
             << options.out_dir << "\n";
+  return 0;
+}
+
+// "340x256,640x360" -> sizes.
+std::vector<std::pair<int, int>> ParseSizes(const std::string& text) {
+  std::vector<std::pair<int, int>> sizes;
+  std::stringstream in(text);
+  for (std::string item; std::getline(in, item, ',');) {
+    int w = 0, h = 0;
+    if (std::sscanf(item.c_str(), "%dx%d", &w, &h) != 2) throw std::invalid_argument("--sizes: expected WxH[,WxH...], got " + text);
+    sizes.emplace_back(w, h);
+  }
+  return sizes;
+}
+
+int RunRealisticSynth(const RealisticOptions& o) {
+  const auto t0 = std::chrono::steady_clock::now();
+  const RealisticReport r = WriteRealisticDataset(o);
+  const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  std::cout << std::fixed << std::setprecision(2) << "wrote " << o.videos << " K400-like videos (" << o.seconds << " s at "
+            << o.fps << " fps, H.264 CRF " << o.crf << ", GOP " << o.gop << ", " << o.bframes << " B-frames; "
+            << r.frames << " frames, " << r.mbit_per_s() << " Mbit/s on average) and train.txt/val.txt to " << o.out_dir
+            << " in " << s << " s\n";
   return 0;
 }
 
@@ -79,7 +105,27 @@ void AddDataCommands(CLI::App& app, Invocation& inv) {
   cmd->add_option("--seed", synth->seed, "seed (same seed, same bytes)");
   cmd->add_option("--codec", synth->codec, "libx264 or mpeg4");
   cmd->add_option("--gop", synth->gop, "keyframe interval");
-  OnChosen(cmd, inv, [synth, size] {
+  // K400-like benchmark footage (evl/realistic_synth.h).
+  auto realistic = std::make_shared<RealisticOptions>();
+  auto sizes = std::make_shared<std::string>("340x256,640x360");
+  auto* is_realistic = cmd->add_flag("--realistic", "K400-like footage that decodes like camera footage (for benchmarks; "
+                                                    "uses --sizes, --seconds, --fps, --crf, --noise)");
+  cmd->add_option("--sizes", *sizes, "--realistic: frame sizes, used in turn")->capture_default_str();
+  cmd->add_option("--seconds", realistic->seconds, "--realistic: length of each video")->capture_default_str();
+  cmd->add_option("--fps", realistic->fps, "--realistic: frame rate")->capture_default_str();
+  cmd->add_option("--crf", realistic->crf, "--realistic: libx264 quality")->capture_default_str();
+  cmd->add_option("--noise", realistic->noise, "--realistic: sensor noise (8-bit levels, std)")->capture_default_str();
+  OnChosen(cmd, inv, [synth, size, realistic, sizes, is_realistic] {
+    if (*is_realistic) {
+      RealisticOptions o = *realistic;
+      o.out_dir = synth->out_dir;
+      o.videos = synth->videos;
+      o.classes = synth->classes;
+      o.seed = synth->seed;
+      o.gop = synth->gop;
+      o.sizes = ParseSizes(*sizes);
+      return RunRealisticSynth(o);
+    }
     if (std::sscanf(size->c_str(), "%dx%d", &synth->width, &synth->height) != 2)
       throw std::invalid_argument("--size: expected WxH, got " + *size);
     return RunDataSynth(*synth);

@@ -47,4 +47,16 @@ std::vector<AugmentStep> SampleRandAugment(const RandAugmentConfig& config, std:
 // Throws std::invalid_argument for an unknown op name.
 at::Tensor ApplyAugmentOp(const AugmentStep& step, const at::Tensor& frames);
 
+// A rectangle of a frame, half-open: [x0, x1) x [y0, y1).
+struct AugmentRegion {
+  int64_t x0, y0, x1, y1;
+};
+
+// Applies `steps` in order to every frame, computing only what the pixels inside `region` of the
+// result depend on; pixels outside it are unspecified. Inside, the result is exactly that of
+// ApplyAugmentOp applied step by step: the training path crops after RandAugment, so work on what
+// the crop throws away is skipped (ops with whole-frame statistics — AutoContrast, Equalize,
+// Contrast — still read whole frames).
+at::Tensor ApplyAugmentOps(const std::vector<AugmentStep>& steps, const at::Tensor& frames, AugmentRegion region);
+
 }  // namespace evl

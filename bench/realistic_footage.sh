@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# Does `evl data synth --realistic` cost what camera footage costs to decode?
+#   bench/realistic_footage.sh EVL OUT_DIR [--check]
+# Writes one realistic clip per size (340x256, 640x360), re-encodes real camera footage shipped by
+# Debian (opencv-doc's examples: vtest.avi, a street scene; box.mp4 and cup.mp4, hand-held clips)
+# to the same sizes with the same x264 settings (CRF $CRF, default 16, GOP 250, 3 B-frames), and decodes every
+# frame of each file on one thread (the ffmpeg CLI, the libavcodec evl uses), printing frames/s and
+# bitrates. With --check, exits 1 unless every realistic/real decode-rate ratio is within 2x.
+# Exits 77 when opencv-doc is not installed (scripts/install-deps.sh --test installs it).
+set -euo pipefail
+evl=${1:?EVL binary}
+out=$(realpath -m "${2:?OUT_DIR}")
+check=${3:-}
+crf=${CRF:-16}
+examples=/usr/share/doc/opencv-doc
+if [ ! -f "$examples/examples/data/vtest.avi" ]; then
+  echo "realistic_footage.sh: $examples/examples/data/vtest.avi missing: apt-get install opencv-doc" >&2
+  exit 77
+fi
+mkdir -p "$out/real"
+rm -rf "$out/synth"
+"$evl" data synth --realistic --out "$out/synth" --videos 2 --sizes 340x256,640x360 --crf "$crf"
+sources=("$examples/examples/data/vtest.avi")
+for gz in "$examples"/opencv4/html/box.mp4.gz "$examples"/opencv4/html/cup.mp4.gz; do
+  [ -f "$gz" ] || continue
+  name=$(basename "$gz" .gz)
+  # These two have a broken first IDR slice (ffmpeg warns and goes on); the re-encode is clean.
+  gunzip -c "$gz" > "$out/real/$name"
+  sources+=("$out/real/$name")
+done
+
+# Frames decoded per second of user CPU time, one thread; and the file's bitrate in Mbit/s.
+decode_rate() {
+  local log
+  log=$(ffmpeg -hide_banner -nostdin -loglevel info -threads 1 -benchmark -i "$1" -map 0:v:0 -f null - 2>&1)
+  local frames utime
+  frames=$(echo "$log" | grep -o 'frame= *[0-9]*' | tail -1 | grep -o '[0-9]*')
+  utime=$(echo "$log" | grep -o 'utime=[0-9.]*' | tail -1 | cut -d= -f2)
+  awk -v f="$frames" -v u="$utime" 'BEGIN { printf "%.0f", f / u }'
+}
+bitrate() {
+  ffprobe -v error -show_entries format=bit_rate -of default=nw=1:nk=1 "$1" | awk '{ printf "%.2f", $1 / 1e6 }'
+}
+
+status=0
+printf '| size | file | decode frames/s (1 thread) | Mbit/s | realistic cost / real cost |\n|---|---|---|---|---|\n'
+for i in 0 1; do
+  size=$([ $i -eq 0 ] && echo 340x256 || echo 640x360)
+  synth="$out/synth/videos/0000$i.mp4"
+  s_rate=$(decode_rate "$synth")
+  printf '| %s | evl data synth --realistic | %s | %s | |\n' "$size" "$s_rate" "$(bitrate "$synth")"
+  for src in "${sources[@]}"; do
+    enc="$out/real/$(basename "${src%.*}")_$size.mp4"
+    ffmpeg -hide_banner -nostdin -loglevel fatal -y -i "$src" -vf "scale=${size/x/:},format=yuv420p" -an \
+      -c:v libx264 -crf "$crf" -g 250 -bf 3 "$enc"
+    r_rate=$(decode_rate "$enc")
+    ratio=$(awk -v a="$s_rate" -v b="$r_rate" 'BEGIN { printf "%.2f", b / a }')
+    printf '| %s | %s (real) | %s | %s | %sx |\n' "$size" "$(basename "$src")" "$r_rate" "$(bitrate "$enc")" "$ratio"
+    if [ "$check" = --check ] && ! awk -v r="$ratio" 'BEGIN { exit !(r >= 0.5 && r <= 2) }'; then
+      echo "realistic_footage.sh: $size decodes at $s_rate frames/s, $(basename "$src") at $r_rate: more than 2x apart" >&2
+      status=1
+    fi
+  done
+done
+exit $status
