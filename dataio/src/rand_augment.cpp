@@ -91,40 +91,48 @@ void SameLut(const Frame& f, const Lut& l) { ApplyLut(f, {l, l, l}); }
 uint8_t Luma(const uint8_t* rgb) { return static_cast<uint8_t>((rgb[0] * 19595 + rgb[1] * 38470 + rgb[2] * 7471 + 0x8000) >> 16); }
 
 // Image.blend(degenerate, img, factor): interpolation or extrapolation in float, truncated, clipped.
-void Blend(const Frame& f, const std::vector<uint8_t>& degenerate, double factor) {
-  const float alpha = static_cast<float>(factor);
-  for (int64_t y = f.r.y0; y < f.r.y1; ++y)
-    for (int64_t i = (y * f.w + f.r.x0) * 3; i < (y * f.w + f.r.x1) * 3; ++i) {
-      const float v = static_cast<float>(degenerate[i]) + alpha * (static_cast<float>(f.p[i]) - static_cast<float>(degenerate[i]));
-      f.p[i] = v <= 0.0f ? 0 : v >= 255.0f ? 255 : static_cast<uint8_t>(v);
-    }
+uint8_t BlendValue(float degenerate, float value, float alpha) {
+  const float v = degenerate + alpha * (value - degenerate);
+  return v <= 0.0f ? 0 : v >= 255.0f ? 255 : static_cast<uint8_t>(v);
 }
 
+// ImageEnhance.{Color, Contrast, Brightness, Sharpness}(img).enhance(factor): a blend with a
+// degenerate image — grey (luma), the mean luma, black, the SMOOTH-filtered image — computed
+// pixel by pixel over the region, never as a whole image.
 void Enhance(const Frame& f, const std::string& kind, double factor) {
+  const float alpha = static_cast<float>(factor);
   const int64_t n = f.h * f.w;
-  std::vector<uint8_t> d(static_cast<size_t>(n * 3), 0);
-  if (kind == "Color") {
+  auto each = [&](const auto& degenerate) {
     for (int64_t y = f.r.y0; y < f.r.y1; ++y)
-      for (int64_t i = y * f.w + f.r.x0; i < y * f.w + f.r.x1; ++i) d[i * 3] = d[i * 3 + 1] = d[i * 3 + 2] = Luma(f.p + i * 3);
+      for (int64_t x = f.r.x0; x < f.r.x1; ++x) {
+        uint8_t* px = f.p + (y * f.w + x) * 3;
+        float d[3];  // all three before any is written: Color's luma reads the whole pixel
+        for (int c = 0; c < 3; ++c) d[c] = degenerate(px, y, x, c);
+        for (int c = 0; c < 3; ++c) px[c] = BlendValue(d[c], static_cast<float>(px[c]), alpha);
+      }
+  };
+  if (kind == "Color") {
+    each([](const uint8_t* px, int64_t, int64_t, int) { return static_cast<float>(Luma(px)); });
   } else if (kind == "Contrast") {
     int64_t sum = 0;  // over the whole frame: the region needs the whole input (NeededInput)
     for (int64_t i = 0; i < n; ++i) sum += Luma(f.p + i * 3);
-    const auto mean = static_cast<uint8_t>(static_cast<int>(static_cast<double>(sum) / n + 0.5));
-    std::fill(d.begin(), d.end(), mean);
+    const auto mean = static_cast<float>(static_cast<uint8_t>(static_cast<int>(static_cast<double>(sum) / n + 0.5)));
+    each([mean](const uint8_t*, int64_t, int64_t, int) { return mean; });
   } else if (kind == "Sharpness") {
-    // ImageFilter.SMOOTH (3x3, centre 5, divisor 13); the border pixels stay as they are.
-    std::copy(f.p, f.p + n * 3, d.begin());
-    for (int64_t y = std::max<int64_t>(1, f.r.y0); y + 1 < f.h && y < f.r.y1; ++y)
-      for (int64_t x = std::max<int64_t>(1, f.r.x0); x + 1 < f.w && x < f.r.x1; ++x)
-        for (int c = 0; c < 3; ++c) {
-          float s = 0;
-          for (int dy = -1; dy <= 1; ++dy)
-            for (int dx = -1; dx <= 1; ++dx)
-              s += static_cast<float>(f.at(y + dy, x + dx, c)) * ((dx == 0 && dy == 0) ? 5.0f / 13.0f : 1.0f / 13.0f);
-          d[(y * f.w + x) * 3 + c] = Clip8(s + 0.5f);
-        }
-  }  // Brightness: black
-  Blend(f, d, factor);
+    // ImageFilter.SMOOTH (3x3, centre 5, divisor 13) of the input; the border pixels stay as they are.
+    const std::vector<uint8_t> src(f.p, f.p + n * 3);
+    const Frame in{const_cast<uint8_t*>(src.data()), f.h, f.w, f.r};
+    each([&in](const uint8_t*, int64_t y, int64_t x, int c) {
+      if (y == 0 || x == 0 || y + 1 == in.h || x + 1 == in.w) return static_cast<float>(in.at(y, x, c));
+      float s = 0;
+      for (int dy = -1; dy <= 1; ++dy)
+        for (int dx = -1; dx <= 1; ++dx)
+          s += static_cast<float>(in.at(y + dy, x + dx, c)) * ((dx == 0 && dy == 0) ? 5.0f / 13.0f : 1.0f / 13.0f);
+      return static_cast<float>(Clip8(s + 0.5f));
+    });
+  } else {  // Brightness: black
+    each([](const uint8_t*, int64_t, int64_t, int) { return 0.0f; });
+  }
 }
 
 // Image.transform(AFFINE, (a..f), BICUBIC, fillcolor=128): output pixel centre (x+.5, y+.5) reads
@@ -137,6 +145,7 @@ void Affine(const Frame& f, const std::array<double, 6>& m) {
     return p1 + d * (p2 + d * (p3 + d * p4));
   };
   auto clampi = [](int64_t v, int64_t n) { return std::min<int64_t>(std::max<int64_t>(v, 0), n - 1); };
+  const bool keeps_y = m[3] == 0 && m[4] == 1 && m[5] == 0, keeps_x = m[0] == 1 && m[1] == 0 && m[2] == 0;
   for (int64_t y = f.r.y0; y < f.r.y1; ++y)
     for (int64_t x = f.r.x0; x < f.r.x1; ++x) {
       const double xo = x + 0.5, yo = y + 0.5;
@@ -152,6 +161,22 @@ void Affine(const Frame& f, const std::array<double, 6>& m) {
       const double dx = xin - xi, dy = yin - yi;
       int64_t xs[4], ys[4];
       for (int k = 0; k < 4; ++k) xs[k] = clampi(xi - 1 + k, f.w), ys[k] = clampi(yi - 1 + k, f.h);
+      // Shears and translations keep one coordinate: its offset is then exactly 0, the cubic along
+      // it returns its second value unchanged (p1 + 0 * ...), and only one cubic per channel is
+      // left to compute instead of five. Same result, bit for bit.
+      if (keeps_y) {
+        const uint8_t* row = src.data() + ys[1] * f.w * 3;
+        for (int c = 0; c < 3; ++c)
+          out[c] = Clip8(cubic(row[xs[0] * 3 + c], row[xs[1] * 3 + c], row[xs[2] * 3 + c], row[xs[3] * 3 + c], dx));
+        continue;
+      }
+      if (keeps_x) {
+        const uint8_t* col = src.data() + xs[1] * 3;
+        for (int c = 0; c < 3; ++c)
+          out[c] = Clip8(cubic(col[ys[0] * f.w * 3 + c], col[ys[1] * f.w * 3 + c], col[ys[2] * f.w * 3 + c],
+                               col[ys[3] * f.w * 3 + c], dy));
+        continue;
+      }
       for (int c = 0; c < 3; ++c) {
         double rows[4];
         for (int r = 0; r < 4; ++r) {
