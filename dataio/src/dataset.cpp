@@ -49,19 +49,37 @@ torch::Tensor ResizeWindow(const torch::Tensor& frames, int64_t out_h, int64_t o
     gain[ch] = 1.0f / (255.0f * std[ch]);
     offset[ch] = -mean[ch] / std[ch];
   }
+  // Horizontal taps once per input row (an upscaled window reads each row for about two output
+  // rows), kept per channel so the vertical pass runs over contiguous floats and vectorizes. The
+  // arithmetic is the same expression per value as doing both taps per output pixel.
+  std::vector<float> cache[2] = {std::vector<float>(3 * box.w), std::vector<float>(3 * box.w)};
+  int64_t cached[2] = {-1, -1};
+  auto horizontal = [&](const uint8_t* frame, int64_t i) -> const float* {
+    const int slot = cached[0] == i ? 0 : cached[1] == i ? 1 : -1;
+    if (slot >= 0) return cache[slot].data();
+    const int use = cached[0] < cached[1] ? 0 : 1;  // rows only move down: drop the upper one
+    const uint8_t* row = frame + i * in_w * 3;
+    float* h = cache[use].data();
+    for (int64_t x = 0; x < box.w; ++x) {
+      const Tap& c = cols[x];
+      for (int64_t ch = 0; ch < 3; ++ch) h[ch * box.w + x] = c.l0 * row[c.i0 * 3 + ch] + c.l1 * row[c.i1 * 3 + ch];
+    }
+    cached[use] = i;
+    return h;
+  };
   for (int64_t f = 0; f < n; ++f) {
     const uint8_t* frame = s + f * in_h * in_w * 3;
+    cached[0] = cached[1] = -1;
     for (int64_t y = 0; y < box.h; ++y) {
       const Tap& r = rows[y];
-      const uint8_t* row0 = frame + r.i0 * in_w * 3;
-      const uint8_t* row1 = frame + r.i1 * in_w * 3;
-      for (int64_t x = 0; x < box.w; ++x) {
-        const Tap& c = cols[x];
-        for (int64_t ch = 0; ch < 3; ++ch) {
-          const float top = c.l0 * row0[c.i0 * 3 + ch] + c.l1 * row0[c.i1 * 3 + ch];
-          const float bottom = c.l0 * row1[c.i0 * 3 + ch] + c.l1 * row1[c.i1 * 3 + ch];
-          d[(ch * n + f) * plane + y * box.w + x] = (r.l0 * top + r.l1 * bottom) * gain[ch] + offset[ch];
-        }
+      const float* top = horizontal(frame, r.i0);
+      const float* bottom = horizontal(frame, r.i1);
+      for (int64_t ch = 0; ch < 3; ++ch) {
+        float* dst = d + (ch * n + f) * plane + y * box.w;
+        const float* t = top + ch * box.w;
+        const float* b = bottom + ch * box.w;
+        const float l0 = r.l0, l1 = r.l1, g = gain[ch], o = offset[ch];
+        for (int64_t x = 0; x < box.w; ++x) dst[x] = (l0 * t[x] + l1 * b[x]) * g + o;
       }
     }
   }

@@ -124,35 +124,39 @@ void Enhance(const Frame& f, const std::string& kind, double factor) {
     const Frame in{const_cast<uint8_t*>(src.data()), f.h, f.w, f.r};
     each([&in](const uint8_t*, int64_t y, int64_t x, int c) {
       if (y == 0 || x == 0 || y + 1 == in.h || x + 1 == in.w) return static_cast<float>(in.at(y, x, c));
-      float s = 0;
+      // Pillow sums the nine products in float and truncates s + 0.5. In integers: S = the 3x3 sum
+      // plus 4 x the centre, and (2 S + 13) / 26. The same value: S / 13 + 0.5 is never within 1/26
+      // of an integer (2 S + 13 is odd), far beyond the float sum's error (< 2e-4 here).
+      int sum = 4 * in.at(y, x, c);
       for (int dy = -1; dy <= 1; ++dy)
-        for (int dx = -1; dx <= 1; ++dx)
-          s += static_cast<float>(in.at(y + dy, x + dx, c)) * ((dx == 0 && dy == 0) ? 5.0f / 13.0f : 1.0f / 13.0f);
-      return static_cast<float>(Clip8(s + 0.5f));
+        for (int dx = -1; dx <= 1; ++dx) sum += in.at(y + dy, x + dx, c);
+      return static_cast<float>(std::min(255, (2 * sum + 13) / 26));
     });
   } else {  // Brightness: black
     each([](const uint8_t*, int64_t, int64_t, int) { return 0.0f; });
   }
 }
 
-// Image.transform(AFFINE, (a..f), BICUBIC, fillcolor=128): output pixel centre (x+.5, y+.5) reads
-// input (a x' + b y' + c, d x' + e y' + f) with Pillow's cubic (a = -1) and clamped neighbours;
-// outside the input it keeps the fill.
-void Affine(const Frame& f, const std::array<double, 6>& m) {
-  std::vector<uint8_t> src(f.p, f.p + f.h * f.w * 3);
+// Image.transform(AFFINE, (a..f), BICUBIC, fillcolor=128) of every frame of a clip [T, H, W, 3]:
+// output pixel centre (x+.5, y+.5) reads input (a x' + b y' + c, d x' + e y' + f) with Pillow's cubic
+// (a = -1) and clamped neighbours; outside the input it keeps the fill. The geometry (taps and
+// offsets) depends only on the pixel, so it is computed once per clip for all T frames.
+void AffineClip(uint8_t* clip, int64_t T, int64_t h, int64_t w, AugmentRegion r, const std::array<double, 6>& m) {
+  const int64_t frame = h * w * 3;
+  const std::vector<uint8_t> src(clip, clip + T * frame);
   auto cubic = [](double v1, double v2, double v3, double v4, double d) {
     const double p1 = v2, p2 = -v1 + v3, p3 = 2 * (v1 - v2) + v3 - v4, p4 = -v1 + v2 - v3 + v4;
     return p1 + d * (p2 + d * (p3 + d * p4));
   };
   auto clampi = [](int64_t v, int64_t n) { return std::min<int64_t>(std::max<int64_t>(v, 0), n - 1); };
   const bool keeps_y = m[3] == 0 && m[4] == 1 && m[5] == 0, keeps_x = m[0] == 1 && m[1] == 0 && m[2] == 0;
-  for (int64_t y = f.r.y0; y < f.r.y1; ++y)
-    for (int64_t x = f.r.x0; x < f.r.x1; ++x) {
+  for (int64_t y = r.y0; y < r.y1; ++y)
+    for (int64_t x = r.x0; x < r.x1; ++x) {
       const double xo = x + 0.5, yo = y + 0.5;
       double xin = m[0] * xo + m[1] * yo + m[2], yin = m[3] * xo + m[4] * yo + m[5];
-      uint8_t* out = f.p + (y * f.w + x) * 3;
-      if (xin < 0.0 || xin >= f.w || yin < 0.0 || yin >= f.h) {
-        out[0] = out[1] = out[2] = kFill;
+      const int64_t at = (y * w + x) * 3;
+      if (xin < 0.0 || xin >= w || yin < 0.0 || yin >= h) {
+        for (int64_t t = 0; t < T; ++t) clip[t * frame + at] = clip[t * frame + at + 1] = clip[t * frame + at + 2] = kFill;
         continue;
       }
       xin -= 0.5;
@@ -160,30 +164,29 @@ void Affine(const Frame& f, const std::array<double, 6>& m) {
       const int64_t xi = static_cast<int64_t>(std::floor(xin)), yi = static_cast<int64_t>(std::floor(yin));
       const double dx = xin - xi, dy = yin - yi;
       int64_t xs[4], ys[4];
-      for (int k = 0; k < 4; ++k) xs[k] = clampi(xi - 1 + k, f.w), ys[k] = clampi(yi - 1 + k, f.h);
-      // Shears and translations keep one coordinate: its offset is then exactly 0, the cubic along
-      // it returns its second value unchanged (p1 + 0 * ...), and only one cubic per channel is
-      // left to compute instead of five. Same result, bit for bit.
-      if (keeps_y) {
-        const uint8_t* row = src.data() + ys[1] * f.w * 3;
-        for (int c = 0; c < 3; ++c)
-          out[c] = Clip8(cubic(row[xs[0] * 3 + c], row[xs[1] * 3 + c], row[xs[2] * 3 + c], row[xs[3] * 3 + c], dx));
-        continue;
-      }
-      if (keeps_x) {
-        const uint8_t* col = src.data() + xs[1] * 3;
-        for (int c = 0; c < 3; ++c)
-          out[c] = Clip8(cubic(col[ys[0] * f.w * 3 + c], col[ys[1] * f.w * 3 + c], col[ys[2] * f.w * 3 + c],
-                               col[ys[3] * f.w * 3 + c], dy));
-        continue;
-      }
-      for (int c = 0; c < 3; ++c) {
-        double rows[4];
-        for (int r = 0; r < 4; ++r) {
-          const uint8_t* row = src.data() + ys[r] * f.w * 3;
-          rows[r] = cubic(row[xs[0] * 3 + c], row[xs[1] * 3 + c], row[xs[2] * 3 + c], row[xs[3] * 3 + c], dx);
+      for (int k = 0; k < 4; ++k) xs[k] = clampi(xi - 1 + k, w) * 3, ys[k] = clampi(yi - 1 + k, h) * w * 3;
+      for (int64_t t = 0; t < T; ++t) {
+        const uint8_t* in = src.data() + t * frame;
+        uint8_t* out = clip + t * frame + at;
+        // Shears and translations keep one coordinate: its offset is then exactly 0, the cubic
+        // along it returns its second value unchanged (p1 + 0 * ...), and one cubic per channel is
+        // left to compute instead of five. Same result, bit for bit.
+        if (keeps_y) {
+          const uint8_t* row = in + ys[1];
+          for (int c = 0; c < 3; ++c) out[c] = Clip8(cubic(row[xs[0] + c], row[xs[1] + c], row[xs[2] + c], row[xs[3] + c], dx));
+        } else if (keeps_x) {
+          const uint8_t* col = in + xs[1];
+          for (int c = 0; c < 3; ++c) out[c] = Clip8(cubic(col[ys[0] + c], col[ys[1] + c], col[ys[2] + c], col[ys[3] + c], dy));
+        } else {
+          for (int c = 0; c < 3; ++c) {
+            double rows[4];
+            for (int k = 0; k < 4; ++k) {
+              const uint8_t* row = in + ys[k];
+              rows[k] = cubic(row[xs[0] + c], row[xs[1] + c], row[xs[2] + c], row[xs[3] + c], dx);
+            }
+            out[c] = Clip8(cubic(rows[0], rows[1], rows[2], rows[3], dy));
+          }
         }
-        out[c] = Clip8(cubic(rows[0], rows[1], rows[2], rows[3], dy));
       }
     }
 }
@@ -334,10 +337,7 @@ AugmentRegion NeededInput(const AugmentStep& step, AugmentRegion out, int64_t w,
 }
 
 void ApplyToFrame(const AugmentStep& step, const std::string& base, const Frame& f) {
-  std::array<double, 6> m;
-  if (AffineOf(base, step.arg, f.w, f.h, &m)) {
-    Affine(f, m);
-  } else if (base == "AutoContrast") {
+  if (base == "AutoContrast") {
     AutoContrast(f);
   } else if (base == "Equalize") {
     Equalize(f);
@@ -380,6 +380,11 @@ at::Tensor ApplyAugmentOps(const std::vector<AugmentStep>& steps, const at::Tens
   for (size_t k = steps.size(); k-- > 0;) need[k] = NeededInput(steps[k], need[k + 1], W, H);
   for (size_t k = 0; k < steps.size(); ++k) {
     const std::string base = BaseName(steps[k].op);
+    std::array<double, 6> m;
+    if (AffineOf(base, steps[k].arg, W, H, &m)) {
+      AffineClip(out.data_ptr<uint8_t>(), T, H, W, need[k + 1], m);
+      continue;
+    }
     for (int64_t t = 0; t < T; ++t)
       ApplyToFrame(steps[k], base, Frame{out.data_ptr<uint8_t>() + t * H * W * 3, H, W, need[k + 1]});
   }
