@@ -64,7 +64,7 @@ def main():
     ap.add_argument("--cluster", required=True, help="a directory for the simulated cluster (not under /tmp)")
     ap.add_argument("--rates", default="25mbit,50mbit,100mbit")
     ap.add_argument("--steps", type=int, default=80)
-    ap.add_argument("--margin", type=float, default=0.25)
+    ap.add_argument("--margin", type=float, default=0.35)
     ap.add_argument("--check", action="store_true")
     ap.add_argument("--json", help="write the figures here")
     a = ap.parse_args()
