@@ -29,6 +29,7 @@ bridge="evl${tag}br"
 ns() { echo "evl${tag}n$1"; }
 host() { echo "node$1"; }
 count() { cat "$dir/nodes" 2>/dev/null || echo 0; }
+. "$(dirname "$(realpath "$0")")/../slurm/common.sh"
 
 # Runs a command on node I: its network namespace, a fresh UTS namespace named after the node, and
 # the node's own /tmp and /run (DIR/nodeI/): Slurm's PMIx and Open MPI's session directories, and
@@ -40,16 +41,6 @@ on_node() {
   exec nsenter --net="/run/netns/$(ns "$i")" unshare --uts --mount /bin/sh -c \
     'hostname "$1"; mount --bind "$2/tmp" /tmp; mount --bind "$2/run" /run; shift 2; exec "$@"' \
     sh "$(host "$i")" "$dir/$(host "$i")" "$@"
-}
-
-stop_pid_file() {
-  local pidfile=$1 pid
-  [ -f "$pidfile" ] || return 0
-  pid=$(cat "$pidfile")
-  kill "$pid" 2>/dev/null || true
-  for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-  kill -9 "$pid" 2>/dev/null || true
-  rm -f "$pidfile"
 }
 
 down() {
@@ -118,7 +109,7 @@ ENV
 }
 
 slurm_up() {
-  local n i key port_base
+  local n i port_base munge_socket
   n=$(count)
   for bin in munged slurmctld slurmd sinfo; do
     command -v "$bin" >/dev/null || { echo "netns-cluster.sh: $bin not installed (scripts/install-deps.sh --test)" >&2; exit 2; }
@@ -126,13 +117,6 @@ slurm_up() {
   mkdir -p "$dir/slurm"/{state,munge,log}
   chmod 755 "$dir" "$dir/slurm"
   chown munge:munge "$dir/slurm/munge"
-  key=/etc/munge/munge.key
-  if [ ! -s "$key" ]; then
-    key="$dir/slurm/munge/munge.key"
-    mungekey --create --keyfile="$key"
-    chown munge:munge "$key"
-    chmod 600 "$key"
-  fi
   port_base=${EVL_CLUSTER_SLURM_PORT_BASE:-16917}
   # A socket path has at most 108 bytes; /dev/shm is short and every node sees it (their /tmp differ).
   munge_socket=/dev/shm/evl${tag}-munge/munge.socket
@@ -144,29 +128,12 @@ ClusterName=evlnetns
 SlurmctldHost=localhost($net.1)
 SlurmctldPort=$port_base
 SlurmdPort=$((port_base + 1))
-SlurmUser=root
-SlurmdUser=root
-AuthType=auth/munge
-CredType=cred/munge
-AuthInfo=socket=$munge_socket,cred_expire=5
 StateSaveLocation=$dir/slurm/state
 SlurmdSpoolDir=/run/slurmd-spool
 SlurmctldPidFile=$dir/slurm/slurmctld.pid
 SlurmctldLogFile=$dir/slurm/log/slurmctld.log
 SlurmdLogFile=$dir/slurm/log/slurmd-%n.log
-ProctrackType=proctrack/linuxproc
-TaskPlugin=task/none
-MpiDefault=pmix
-SelectType=select/cons_tres
-SelectTypeParameters=CR_Core
-AccountingStorageType=accounting_storage/none
-JobAcctGatherType=jobacct_gather/none
-MailProg=/bin/true
-JobRequeue=1
-ReturnToService=2
-SchedulerParameters=bf_interval=1,sched_interval=1
-MinJobAge=600
-KillWait=5
+$(slurm_conf_common "$munge_socket")
 SlurmdTimeout=30
 CONF
     for i in $(seq 0 $((n - 1))); do
@@ -176,8 +143,7 @@ CONF
   } > "$dir/slurm/slurm.conf"
   echo "export SLURM_CONF=$dir/slurm/slurm.conf" >> "$dir/env"
   export SLURM_CONF="$dir/slurm/slurm.conf"
-  runuser -u munge -- munged --socket="$munge_socket" --pid-file="$dir/slurm/munge/munged.pid" \
-    --log-file="$dir/slurm/munge/munged.log" --seed-file="$dir/slurm/munge/munged.seed" --key-file="$key"
+  start_munge "$dir/slurm/munge" "$munge_socket"
   slurmctld -i -f "$SLURM_CONF"
   for i in $(seq 0 $((n - 1))); do
     # slurmd in the foreground (-D) under our own PID file: its PidFile setting is one per machine.
