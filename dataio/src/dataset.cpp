@@ -1,5 +1,9 @@
 #include "evl/dataset.h"
 
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
+
 #include <torch/torch.h>
 
 #include "evl/sampling.h"
@@ -79,7 +83,17 @@ torch::Tensor ResizeWindow(const torch::Tensor& frames, int64_t out_h, int64_t o
         const float* t = top + ch * box.w;
         const float* b = bottom + ch * box.w;
         const float l0 = r.l0, l1 = r.l1, g = gain[ch], o = offset[ch];
-        for (int64_t x = 0; x < box.w; ++x) dst[x] = (l0 * t[x] + l1 * b[x]) * g + o;
+        int64_t x = 0;
+#ifdef __SSE2__
+        // Four at a time, the same multiplies and adds in the same order as the scalar line below
+        // (no fused multiply-add), so the same values.
+        const __m128 vl0 = _mm_set1_ps(l0), vl1 = _mm_set1_ps(l1), vg = _mm_set1_ps(g), vo = _mm_set1_ps(o);
+        for (; x + 4 <= box.w; x += 4) {
+          const __m128 v = _mm_add_ps(_mm_mul_ps(vl0, _mm_loadu_ps(t + x)), _mm_mul_ps(vl1, _mm_loadu_ps(b + x)));
+          _mm_storeu_ps(dst + x, _mm_add_ps(_mm_mul_ps(v, vg), vo));
+        }
+#endif
+        for (; x < box.w; ++x) dst[x] = (l0 * t[x] + l1 * b[x]) * g + o;
       }
     }
   }
