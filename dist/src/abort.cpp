@@ -38,6 +38,9 @@ void StopOpenMpiDaemonAfter(double grace_s) {
   if (!is_orted()) return;
   if (fork() != 0) return;  // the rank goes on to abort (a failed fork: no helper)
   setsid();
+  // Nothing of the rank's stays open: its sockets and output pipes must close when it exits, or
+  // its peers and the daemon would wait for them.
+  for (int fd = 0; fd < 4096; ++fd) close(fd);
   struct timespec t = {static_cast<time_t>(grace_s), static_cast<long>((grace_s - static_cast<time_t>(grace_s)) * 1e9)};
   while (nanosleep(&t, &t) != 0) {}
   if (is_orted()) kill(daemon, SIGTERM);
