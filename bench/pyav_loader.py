@@ -7,10 +7,15 @@ order by pts, then
          (F.interpolate, bilinear) to the crop size;
   eval:  every frame to RGB, float/255, normalise, short side resized to spatial_size
          (F.interpolate), num_spatial_views crops x num_temporal_views clips.
-No RandAugment (evl's figure is measured without it too). Prints one line: "<mode> <clips/s>".
-usage: pyav_loader.py MODE LIST ROOT FRAMES RATE CROP SPATIAL TVIEWS SVIEWS ROUNDS
+  train_ra: train, with RandAugment (`rand-mM-nN-mstd0.5-inc1`, M and N from the optional last
+         argument, default 7 and 4) the official way: the frames become PIL images and the same
+         drawn ops (Pillow, tests/fixtures/rand_augment_reference.py) run on each, before the
+         normalisation and the crop. The level-to-argument rules are timm's (the official code's).
+Prints one line: "<mode> <clips/s>".
+usage: pyav_loader.py MODE LIST ROOT FRAMES RATE CROP SPATIAL TVIEWS SVIEWS ROUNDS [M N]
 """
 import math
+import os
 import random
 import sys
 import time
@@ -31,7 +36,50 @@ def decode_all(path):
     return [frames[k] for k in sorted(frames)]
 
 
-def train_clip(path, num_frames, rate, crop):
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'tests', 'fixtures'))
+from PIL import Image  # noqa: E402
+import rand_augment_reference  # noqa: E402
+
+# timm's increasing ops and level -> argument rules (magnitude in [0, 10]).
+RA_OPS = ['AutoContrast', 'Equalize', 'Invert', 'Rotate', 'Posterize', 'Solarize', 'SolarizeAdd', 'Color',
+          'Contrast', 'Brightness', 'Sharpness', 'ShearX', 'ShearY', 'TranslateXRel', 'TranslateYRel']
+
+
+def ra_arg(op, level):
+    neg = -1 if random.random() < 0.5 else 1
+    if op == 'Rotate':
+        return neg * level / 10 * 30
+    if op in ('ShearX', 'ShearY'):
+        return neg * level / 10 * 0.3
+    if op in ('TranslateXRel', 'TranslateYRel'):
+        return neg * level / 10 * 0.45
+    if op in ('Color', 'Contrast', 'Brightness', 'Sharpness'):
+        return 1 + neg * level / 10 * 0.9
+    if op == 'Posterize':
+        return 4 - int(level / 10 * 4)
+    if op == 'Solarize':
+        return 256 - int(level / 10 * 256)
+    if op == 'SolarizeAdd':
+        return int(level / 10 * 110)
+    return 0
+
+
+def rand_augment(frames, m, n):
+    """The same drawn ops on every frame (uint8 [T, H, W, 3]), through PIL as the official code."""
+    steps = []
+    for op in random.choices(RA_OPS, k=n):
+        if random.random() < 0.5:
+            steps.append((op, ra_arg(op, min(10, max(0, random.gauss(m, 0.5))))))
+    out = []
+    for f in frames:
+        img = Image.fromarray(f)
+        for op, arg in steps:
+            img = rand_augment_reference.run(op, arg, img)
+        out.append(np.asarray(img))
+    return np.stack(out)
+
+
+def train_clip(path, num_frames, rate, crop, ra=None):
     frames = decode_all(path)
     seg = (num_frames - 1) * rate + 1
     if len(frames) >= seg:
@@ -39,7 +87,10 @@ def train_clip(path, num_frames, rate, crop):
         idx = [start + i * rate for i in range(num_frames)]
     else:
         idx = [min(i * rate, len(frames) - 1) for i in range(num_frames)]
-    x = torch.as_tensor(np.stack([frames[i].to_rgb().to_ndarray() for i in idx])).float() / 255.
+    rgb = np.stack([frames[i].to_rgb().to_ndarray() for i in idx])
+    if ra:
+        rgb = rand_augment(rgb, *ra)
+    x = torch.as_tensor(rgb).float() / 255.
     x = ((x - MEAN) / STD).permute(3, 0, 1, 2)
     h, w = x.shape[-2:]
     for _ in range(10):  # random resized crop, scale (0.08, 1), ratio (3/4, 4/3)
@@ -86,6 +137,7 @@ def eval_views(path, num_frames, rate, crop, spatial, tviews, sviews):
 def main():
     mode, lst, root = sys.argv[1], sys.argv[2], sys.argv[3]
     num_frames, rate, crop, spatial, tviews, sviews, rounds = map(int, sys.argv[4:11])
+    ra = tuple(map(int, sys.argv[11:13])) if len(sys.argv) > 12 else (7, 4)
     torch.set_num_threads(1)
     random.seed(0)
     paths = []
@@ -100,6 +152,8 @@ def main():
         for p in paths:
             if mode == 'train':
                 train_clip(p, num_frames, rate, crop)
+            elif mode == 'train_ra':
+                train_clip(p, num_frames, rate, crop, ra)
             else:
                 eval_views(p, num_frames, rate, crop, spatial, tviews, sviews)
             n += 1

@@ -275,5 +275,25 @@ TEST(DataPrepare, ShardsOverRanksSkipsBadInputIsRestartableAndKeepsOriginals) {
       << bench.output;
 }
 
+// `evl data bench` puts the official loader's logic (PyAV decoding every frame; with RandAugment,
+// Pillow on every frame) beside every path it measures, and says how many cores feed a target.
+TEST(DataBench, TheOfficialLogicStandsBesideEveryPath) {
+  const std::string dir = ScratchDir("data_bench_official");
+  auto w = RunCommand(kEvl + " data synth --out " + dir + " --videos 2 --frames 40 --size 64x48 && cd " + dir +
+                      " && cat train.txt val.txt > all.txt");
+  ASSERT_EQ(w.status, 0) << w.output;
+  auto bench = RunCommand(kEvl + " data bench --list " + dir + "/all.txt --data-root " + dir +
+                          " --rounds 1 --target 100 --set data.auto_augment=rand-m7-n4-mstd0.5-inc1 2>&1");
+  ASSERT_EQ(bench.status, 0) << bench.output;
+  for (const char* path : {"\ntrain  ", "\ntrain + rand-m7-n4-mstd0.5-inc1", "\neval  "}) {
+    const size_t at = bench.output.find(path);
+    ASSERT_NE(at, std::string::npos) << path << "\n" << bench.output;
+    const std::string line = bench.output.substr(at + 1, bench.output.find('\n', at + 1) - at - 1);
+    EXPECT_EQ(line.find("(PyAV:"), std::string::npos) << "no baseline: " << line;
+    EXPECT_EQ(line.back(), 'x') << line;  // the ratio to the official logic
+  }
+  EXPECT_NE(bench.output.find("cores to feed 100 clips/s: train "), std::string::npos) << bench.output;
+}
+
 }  // namespace
 }  // namespace evl::test

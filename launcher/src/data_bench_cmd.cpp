@@ -21,6 +21,7 @@
 #include "evl/model_factory.h"
 #include "evl/sampling.h"
 #include "evl/subprocess.h"
+#include "evl/rand_augment.h"
 #include "evl/realistic_synth.h"
 #include "evl/video_reader.h"
 
@@ -63,7 +64,8 @@ PathResult Measure(int64_t videos, int rounds, VideoReader& reader, const LoadFn
 }
 
 // clips/s of the PyAV baseline, or < 0 with `why` set.
-double RunPyav(const DataBenchOptions& o, const std::string& mode, const ClipDatasetOptions& d, std::string* why) {
+double RunPyav(const DataBenchOptions& o, const std::string& mode, const ClipDatasetOptions& d, std::string* why,
+               const std::vector<std::string>& extra = {}) {
   if (o.python.empty()) {
     *why = "--python ''";
     return -1;
@@ -73,11 +75,12 @@ double RunPyav(const DataBenchOptions& o, const std::string& mode, const ClipDat
     return -1;
   }
   std::string out;
-  const int rc = RunCaptured({o.python, o.pyav_script, mode, d.list_path, d.data_root, std::to_string(d.num_frames),
-                              std::to_string(d.sampling_rate), std::to_string(d.crop_size), std::to_string(d.spatial_size),
-                              std::to_string(d.num_temporal_views), std::to_string(d.num_spatial_views),
-                              std::to_string(o.rounds)},
-                             &out);
+  std::vector<std::string> args = {o.python, o.pyav_script, mode, d.list_path, d.data_root, std::to_string(d.num_frames),
+                                   std::to_string(d.sampling_rate), std::to_string(d.crop_size), std::to_string(d.spatial_size),
+                                   std::to_string(d.num_temporal_views), std::to_string(d.num_spatial_views),
+                                   std::to_string(o.rounds)};
+  args.insert(args.end(), extra.begin(), extra.end());
+  const int rc = RunCaptured(args, &out);
   std::istringstream in(out.substr(out.rfind(mode) == std::string::npos ? 0 : out.rfind(mode)));
   std::string tag;
   double cps = -1;
@@ -178,13 +181,17 @@ int RunDataBench(const DataBenchOptions& o) {
   if (!train.auto_augment.empty()) {
     VideoClipDataset ds_aug(train);
     ta = Measure(n, o.rounds, reader, [&](int64_t i, int r) { ds_aug.Load(i, r, reader); });
-    PrintRow("train + " + train.auto_augment, ta, -1, "not measured: the baseline has no RandAugment");
+    // The official logic's RandAugment (Pillow on every frame) takes magnitude and ops per clip.
+    const RandAugmentConfig ra = ParseRandAugment(train.auto_augment);
+    PrintRow("train + " + train.auto_augment, ta,
+             RunPyav(o, "train_ra", train, &why, {std::to_string(ra.magnitude), std::to_string(ra.num_layers)}), why);
   }
   const PathResult ev = Measure(n, o.rounds, reader, [&](int64_t i, int) { LoadTestViews(ds_eval.entry(i).path, eval, reader); });
   PrintRow("eval", ev, RunPyav(o, "eval", eval, &why), why);
   if (o.target > 0) {
     // One thread is one core's worth: the loader runs one such pipeline per decode thread.
-    std::cout << std::setprecision(1) << "cores to feed " << o.target << " clips/s: train " << o.target / tp.clips_per_s;
+    std::cout << std::setprecision(0) << "cores to feed " << o.target << " clips/s: " << std::setprecision(1) << "train "
+              << o.target / tp.clips_per_s;
     if (ta.clips_per_s > 0) std::cout << ", train + " << train.auto_augment << " " << o.target / ta.clips_per_s;
     std::cout << ", eval (videos) " << o.target / ev.clips_per_s << "\n";
   }
