@@ -7,6 +7,7 @@
 #include <fstream>
 #include <random>
 
+#include "evl/file_util.h"
 #include "evl/video_list.h"
 #include "evl/video_writer.h"
 
@@ -169,8 +170,11 @@ RealisticReport WriteRealisticDataset(const RealisticOptions& o) {
   for (const auto& [w, h] : o.sizes)
     if (w % 2 || h % 2 || w < 16 || h < 16) throw DataError("synth --realistic: sizes must be even and at least 16x16");
   const std::string vdir = o.out_dir + "/videos";
-  for (size_t i = 0; i <= vdir.size(); ++i)  // mkdir -p
-    if (i == vdir.size() || (vdir[i] == '/' && i > 0)) ::mkdir(vdir.substr(0, i).c_str(), 0755);
+  try {
+    MakeDirectories(vdir);
+  } catch (const std::runtime_error& e) {
+    throw DataError(e.what());
+  }
   std::ofstream train(o.out_dir + "/train.txt"), val(o.out_dir + "/val.txt");
   if (!train || !val) throw DataError(o.out_dir + ": cannot write dataset lists");
   const int frames = std::max(1, static_cast<int>(std::lround(o.seconds * o.fps)));

@@ -1,13 +1,12 @@
 #include "evl/synth.h"
 
-#include <sys/stat.h>
-
 #include <xmmintrin.h>
 
 #include <cmath>
 #include <fstream>
 #include <random>
 
+#include "evl/file_util.h"
 #include "evl/video_list.h"
 #include "evl/video_writer.h"
 
@@ -86,8 +85,11 @@ void WriteSynthDataset(const SynthOptions& o) {
     throw DataError("synth: --size must be even and at least " + std::to_string(2 * kCodeBits) + "x" +
                     std::to_string(2 * kCodeRows));
   const std::string vdir = o.out_dir + "/videos";
-  for (size_t i = 0; i <= vdir.size(); ++i)  // mkdir -p
-    if (i == vdir.size() || (vdir[i] == '/' && i > 0)) ::mkdir(vdir.substr(0, i).c_str(), 0755);
+  try {
+    MakeDirectories(vdir);
+  } catch (const std::runtime_error& e) {
+    throw DataError(e.what());
+  }
   std::ofstream train(o.out_dir + "/train.txt"), val(o.out_dir + "/val.txt");
   if (!train || !val) throw DataError(o.out_dir + ": cannot write dataset lists");
   VideoWriterOptions wo;

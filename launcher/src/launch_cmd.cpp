@@ -20,13 +20,13 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
 #include <iostream>
 #include <memory>
+#include <optional>
 #include <thread>
 
 #include "commands.h"
@@ -113,8 +113,7 @@ int RunMpirun(std::vector<char*>& argv, double abort_timeout_s) {
     return 127;
   }
   AbortWatcher watcher(err[0]);
-  std::chrono::steady_clock::time_point abort_seen;
-  bool abort_noted = false;
+  std::optional<std::chrono::steady_clock::time_point> abort_seen;  // when mpirun first reported an abort
   // The ranks' own save deadline (the proto's default; evl launch does not read their config).
   const double kSaveDeadlineS = DistConfig::default_instance().checkpoint_timeout_s();
   int forwarded = 0;
@@ -140,12 +139,9 @@ int RunMpirun(std::vector<char*>& argv, double abort_timeout_s) {
       kill(pid, SIGTERM);
       forwarded = 2;
     }
-    if (watcher.seen() && !abort_noted) {
-      abort_noted = true;
-      abort_seen = std::chrono::steady_clock::now();
-    }
-    if (abort_noted && abort_timeout_s > 0 &&
-        std::chrono::steady_clock::now() - abort_seen > std::chrono::duration<double>(abort_timeout_s)) {
+    if (watcher.seen() && !abort_seen) abort_seen = std::chrono::steady_clock::now();
+    if (abort_seen && abort_timeout_s > 0 &&
+        std::chrono::steady_clock::now() - *abort_seen > std::chrono::duration<double>(abort_timeout_s)) {
       std::cerr << "evl launch: a rank aborted or died and mpirun did not end the job within " << abort_timeout_s
                 << " s (a node unreachable?); killing mpirun\n";
       kill(pid, SIGKILL);
