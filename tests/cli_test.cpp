@@ -262,6 +262,11 @@ TEST(DataPrepare, ShardsOverRanksSkipsBadInputIsRestartableAndKeepsOriginals) {
   auto inplace = RunCommand(prepare + src);
   EXPECT_EQ(inplace.status, 2) << inplace.output;
   EXPECT_NE(inplace.output.find("is the dataset's own directory"), std::string::npos) << inplace.output;
+  // A tune libx264 does not have is refused before any rank starts, not once per file.
+  auto tune = RunCommand(prepare + dir + "/tuned --tune fastdecod");
+  EXPECT_EQ(tune.status, 2) << tune.output;
+  EXPECT_NE(tune.output.find("--tune fastdecod: not one of libx264's tunes"), std::string::npos) << tune.output;
+  EXPECT_NE(RunCommand("test -e " + dir + "/tuned").status, 0);
   RunCommand("mkdir -p " + dir + "/outer && cp -r " + src + " " + dir + "/outer/src");
   auto inside = RunCommand(kEvl + " data prepare --list " + dir + "/outer/src/all.txt --data-root " + dir +
                            "/outer/src --out " + dir + "/outer --keyint 4");

@@ -91,18 +91,30 @@ struct VideoReader::State {
     return out;
   }
 
-  // Opens `path`'s demuxer and a decoder for its first video stream (PyAV's `video=0`).
-  void OpenInput() {
+  // Opens `path`'s demuxer and picks its first video stream (PyAV's `video=0`). Probing
+  // (avformat_find_stream_info, as PyAV does on every open) decodes 7 frames or more of an H.264
+  // stream, as much as a whole training clip of a prepared copy; kUnlessMp4 leaves it to the
+  // caller for MP4/MOV files (see Open). Returns whether it probed.
+  enum Probe { kAlways, kUnlessMp4 };
+  bool OpenDemuxer(Probe when) {
     int rc = avformat_open_input(&fmt, path.c_str(), nullptr, nullptr);
     if (rc < 0) Fail("cannot open as a video (" + AvError(rc) + ")");
     // PyAV opens every container with GENPTS: packets whose pts the container leaves out (AVI with
     // B-frames) get one from the demuxer, and decoded frames carry it. Same flags, same frame keys.
     fmt->flags |= AVFMT_FLAG_GENPTS;
-    if ((rc = avformat_find_stream_info(fmt, nullptr)) < 0) Fail("cannot read stream info (" + AvError(rc) + ")");
+    const bool probe = when == kAlways || std::string(fmt->iformat->name).find("mp4") == std::string::npos;
+    if (probe) {
+      ++stats.stream_probes;
+      if ((rc = avformat_find_stream_info(fmt, nullptr)) < 0) Fail("cannot read stream info (" + AvError(rc) + ")");
+    }
     stream = -1;
     for (unsigned i = 0; i < fmt->nb_streams && stream < 0; ++i)
       if (fmt->streams[i]->codecpar->codec_type == AVMEDIA_TYPE_VIDEO) stream = static_cast<int>(i);
     if (stream < 0) Fail("has no video stream");
+    return probe;
+  }
+
+  void OpenDecoder() {
     AVStream* st = fmt->streams[stream];
     const AVCodec* codec = avcodec_find_decoder(st->codecpar->codec_id);
     if (!codec) Fail("no decoder for codec id " + std::to_string(st->codecpar->codec_id));
@@ -111,7 +123,13 @@ struct VideoReader::State {
     // Loader threads decode different videos in parallel; one thread per decoder keeps skip_frame
     // switching exact per packet.
     dec->thread_count = 1;
-    if ((rc = avcodec_open2(dec, codec, nullptr)) < 0) Fail("cannot open decoder (" + AvError(rc) + ")");
+    int rc = avcodec_open2(dec, codec, nullptr);
+    if (rc < 0) Fail("cannot open decoder (" + AvError(rc) + ")");
+  }
+
+  void OpenInput() {
+    OpenDemuxer(kAlways);
+    OpenDecoder();
   }
 
   // Sends `p` (nullptr: end of stream) to the decoder, then hands every frame it returns (in
@@ -180,24 +198,38 @@ void VideoReader::Open(const std::string& path) {
   State& s = *s_;
   s.Close();
   s.path = path;
-  s.OpenInput();
-  AVStream* st = s.fmt->streams[s.stream];
-  const AVCodec* codec = s.dec->codec;
+  // MP4/MOV state every packet's timestamps and the stream's parameters in their header, so the
+  // packets can be indexed before deciding whether the stream probe PyAV makes is needed. Where
+  // nothing is reordered (every packet's pts is its dts, rising: no B-frames), an H.264 decoder
+  // opened from the header alone returns the same frames with the same keys as a probed one (its
+  // reorder delay is 0 either way), and the probe's decoding is saved: this is what `evl data
+  // prepare` writes. Any other file is probed as PyAV probes it.
+  const bool probed = s.OpenDemuxer(State::kUnlessMp4);
   int rc = 0;
 
   // Demux-only pass: presentation order and keyframes, without decoding anything.
   std::vector<PacketInfo> packets;
   bool packets_without_pts = false;  // also: packets sharing a pts (the official keeps the last frame)
+  bool in_order = true;              // every pts is its packet's dts, rising
   while ((rc = av_read_frame(s.fmt, s.pkt)) >= 0) {
     // Packets an edit list discards produce no frame the official decode loop would see.
     if (s.pkt->stream_index == s.stream && !(s.pkt->flags & AV_PKT_FLAG_DISCARD)) {
       packets_without_pts |= s.pkt->pts == AV_NOPTS_VALUE;
+      in_order = in_order && s.pkt->pts != AV_NOPTS_VALUE && s.pkt->pts == s.pkt->dts &&
+                 (packets.empty() || s.pkt->pts > packets.back().pts);
       int64_t pts = s.pkt->pts != AV_NOPTS_VALUE ? s.pkt->pts : s.pkt->dts;
       if (pts == AV_NOPTS_VALUE) pts = static_cast<int64_t>(packets.size());
       packets.push_back({pts, s.pkt->dts, (s.pkt->flags & AV_PKT_FLAG_KEY) != 0});
     }
     av_packet_unref(s.pkt);
   }
+  if (!probed && !(in_order && s.fmt->streams[s.stream]->codecpar->codec_id == AV_CODEC_ID_H264)) {
+    avformat_close_input(&s.fmt);
+    s.OpenDemuxer(State::kAlways);
+  }
+  s.OpenDecoder();
+  AVStream* st = s.fmt->streams[s.stream];
+  const AVCodec* codec = s.dec->codec;
   if (packets.empty()) s.Fail("has zero video frames");
   for (const auto& p : packets) {
     s.frame_pts.push_back(p.pts);

@@ -89,6 +89,7 @@ VideoWriter::VideoWriter(const std::string& path, const VideoWriterOptions& opti
   if (options.codec == "libx264") {
     av_opt_set(s.enc->priv_data, "preset", "medium", 0);
     av_opt_set_int(s.enc->priv_data, "crf", options.crf, 0);
+    if (!options.tune.empty()) av_opt_set(s.enc->priv_data, "tune", options.tune.c_str(), 0);
     // With MB-tree, libx264 0.164 reads memory it never wrote: the same frames give different files
     // depending on what the heap held (Synth.SameBytesWhateverTheHeapHeld), so it is opt-in.
     const std::string params = std::string("keyint_min=1:scenecut=0") + (options.mb_tree ? "" : ":mbtree=0");
@@ -97,7 +98,9 @@ VideoWriter::VideoWriter(const std::string& path, const VideoWriterOptions& opti
     s.enc->flags |= AV_CODEC_FLAG_QSCALE;
     s.enc->global_quality = FF_QP2LAMBDA * 4;
   }
-  if (avcodec_open2(s.enc, codec, nullptr) < 0) s.Fail("cannot open encoder " + options.codec);
+  if (avcodec_open2(s.enc, codec, nullptr) < 0)
+    s.Fail("cannot open encoder " + options.codec +
+           (options.tune.empty() ? std::string() : " with tune '" + options.tune + "' (is it one of libx264's tunes?)"));
   if (avcodec_parameters_from_context(s.st->codecpar, s.enc) < 0) s.Fail("cannot set the stream's parameters");
   s.st->time_base = s.enc->time_base;
   if (!(s.fmt->oformat->flags & AVFMT_NOFILE)) {

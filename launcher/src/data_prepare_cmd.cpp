@@ -12,6 +12,7 @@
 #include <cstdio>
 #include <fstream>
 #include <iostream>
+#include <set>
 
 #include "commands.h"
 #include "evl/file_util.h"
@@ -32,6 +33,7 @@ struct PrepareOptions {
   int short_side = 256;
   int keyint = 4;
   int crf = 23;
+  std::string tune;
 };
 
 std::string RealPath(const std::string& p) {
@@ -72,6 +74,7 @@ void Transcode(const std::string& in, const std::string& out, const PrepareOptio
   wo.fps = std::max(1, static_cast<int>(std::lround(info.fps > 0 ? info.fps : 30)));
   wo.gop = o.keyint;
   wo.crf = o.crf;
+  wo.tune = o.tune;
   wo.bframes = 0;  // with a short GOP, B-frames cost seek time and save little
   // Smaller files decode faster; a restart skips finished files, so their exact bytes do not matter.
   wo.mb_tree = true;
@@ -98,6 +101,12 @@ void Transcode(const std::string& in, const std::string& out, const PrepareOptio
 int RunDataPrepare(int* argc, char*** argv, const PrepareOptions& o) {
   if (o.out_dir.empty() || o.list.empty()) throw std::invalid_argument("evl data prepare: --list and --out are required");
   if (o.keyint < 1) throw std::invalid_argument("--keyint must be >= 1");
+  // libx264's x264_tune_names; checked here so a typo fails before any rank starts, not per file.
+  static const std::set<std::string> kTunes = {"",     "film", "animation",  "grain",
+                                               "stillimage", "psnr", "ssim", "fastdecode", "zerolatency"};
+  if (!kTunes.count(o.tune))
+    throw std::invalid_argument("--tune " + o.tune + ": not one of libx264's tunes (film, animation, grain, "
+                                "stillimage, psnr, ssim, fastdecode, zerolatency)");
   const auto entries = ReadVideoList(o.list, o.data_root, 1 << 30);
   const std::string list_name = o.list.substr(o.list.rfind('/') == std::string::npos ? 0 : o.list.rfind('/') + 1);
   if (RealPath(o.out_dir + "/" + list_name) == RealPath(o.list) ||
@@ -176,6 +185,7 @@ void AddDataPrepareCommand(CLI::App& data, Invocation& inv) {
   cmd->add_option("--short-side", o->short_side, "resize the short side to this (never upscales; 0 keeps it)");
   cmd->add_option("--keyint", o->keyint, "keyframe interval (frames)");
   cmd->add_option("--crf", o->crf, "libx264 quality (lower is better)");
+  cmd->add_option("--tune", o->tune, "libx264 tune ('' none; fastdecode: cheaper to decode, larger)");
   OnChosen(cmd, inv, [&inv, o] { return RunDataPrepare(inv.argc, inv.argv, *o); });
 }
 

@@ -24,6 +24,13 @@ ff -f lavfi -i "sine=f=440:d=5" -f lavfi -i "$src" -t 5 -map 0:a -map 1:v -c:v l
 ff -f lavfi -i "$src" -t 6 -c:v libx264 -bf 2 -g 60 base.mp4
 ff -ss 1.3 -i base.mp4 -c copy editlist.mp4
 rm base.mp4
+# H.264 without B-frames, a keyframe every 4 frames, tune fastdecode: what `evl data prepare`
+# writes, from another encoder front end (the reader indexes these without PyAV's stream probe).
+ff -f lavfi -i "$src" -t 4 -c:v libx264 -bf 0 -g 4 -tune fastdecode prepared_like.mp4
+# The same kind cut between keyframes: an edit list without B-frames (packets to discard).
+ff -f lavfi -i "$src" -t 6 -c:v libx264 -bf 0 -g 60 base.mp4
+ff -ss 1.3 -i base.mp4 -c copy editlist_no_bframes.mp4
+rm base.mp4
 # Open GOP.
 ff -f lavfi -i "$src" -t 5 -c:v libx264 -bf 3 -g 30 -x264-params open-gop=1 open_gop.mp4
 # Variable frame rate: frames dropped irregularly, timestamps kept.

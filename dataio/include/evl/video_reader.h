@@ -48,6 +48,7 @@ struct DecodeStats {
   int64_t packets = 0;           // packets sent to the decoder
   int64_t frames_decoded = 0;    // frames the decoder returned
   int64_t frames_converted = 0;  // frames scaled to RGB
+  int64_t stream_probes = 0;     // avformat_find_stream_info calls (each decodes a few frames)
   double open_s = 0, decode_s = 0, convert_s = 0;
 };
 

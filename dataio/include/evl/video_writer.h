@@ -16,6 +16,9 @@ struct VideoWriterOptions {
   int gop = 250;      // keyframe interval
   int bframes = 3;    // libx264 uses b-pyramid when >= 2
   int crf = 23;       // libx264 quality; mpeg4 uses qscale 4
+  // libx264 tune ("" none). "fastdecode" (CAVLC instead of CABAC, no deblocking filter, no weighted
+  // prediction) makes a file cheaper to decode at some size: what `evl data prepare` copies are for.
+  std::string tune;
   // libx264's macroblock-tree rate control: smaller files (a quarter smaller on the synthetic clips
   // at GOP 16), but the bytes then depend on the heap's contents, not only on the frames.
   bool mb_tree = false;
