@@ -19,6 +19,7 @@
 #include "evl/video_list.h"
 #include "evl/video_reader.h"
 #include "evl/video_writer.h"
+#include "resize_window.h"  // evl_dataio's internal resize, tested directly
 #include "test_util.h"
 
 namespace evl {
@@ -381,6 +382,59 @@ TEST(RandAugment, ARegionGivesTheSameValuesInsideItAsWholeFrames) {
     }
   }
   EXPECT_EQ(checked, 129);
+}
+
+// The crop's resize computes the same floats whichever way it runs: AVX2 or scalar, on a view of
+// larger frames or on a copy, mirrored or flipped afterwards; and they are F.interpolate's (bilinear,
+// align_corners=False) of the normalized frames, up to float rounding. Odd widths, and windows that
+// end at the last byte of the frames' storage (where a 4-byte gather would read past it).
+TEST(ResizeWindow, EveryWayGivesTheSameFloatsAsTheOfficialResize) {
+  torch::manual_seed(5);
+  const std::array<float, 3> mean = {0.48145466f, 0.4578275f, 0.40821073f}, std = {0.26862954f, 0.26130258f, 0.27577711f};
+  const auto frames = torch::randint(0, 256, {3, 37, 53, 3}, torch::kByte);
+  std::mt19937_64 rng(2);
+  for (int i = 0; i < 60; ++i) {
+    const int64_t y = rng() % 30, x = rng() % 40;
+    const int64_t h = i % 3 == 0 ? 37 - y : 1 + rng() % (37 - y), w = i % 3 == 0 ? 53 - x : 1 + rng() % (53 - x);
+    const int64_t out = 1 + rng() % 70;  // down- and upscaling
+    const auto view = frames.narrow(1, y, h).narrow(2, x, w);
+    const CropBox all{0, 0, out, out};
+    const auto fast = ResizeWindow(view, out, out, all, mean, std);
+    ASSERT_TRUE(torch::equal(fast, ResizeWindow(view, out, out, all, mean, std, false, false))) << i;
+    ASSERT_TRUE(torch::equal(fast, ResizeWindow(view.contiguous(), out, out, all, mean, std))) << i;
+    ASSERT_TRUE(torch::equal(fast.flip({3}), ResizeWindow(view, out, out, all, mean, std, true))) << i;
+    ASSERT_TRUE(torch::equal(fast.flip({3}), ResizeWindow(view, out, out, all, mean, std, true, false))) << i;
+    const auto m = torch::tensor({mean[0], mean[1], mean[2]}).view({3, 1, 1, 1});
+    const auto sd = torch::tensor({std[0], std[1], std[2]}).view({3, 1, 1, 1});
+    const auto official = torch::nn::functional::interpolate(
+        ((view.permute({3, 0, 1, 2}).to(torch::kFloat) / 255 - m) / sd).transpose(0, 1),
+        torch::nn::functional::InterpolateFuncOptions().size(std::vector<int64_t>{out, out}).mode(torch::kBilinear)
+            .align_corners(false)).transpose(0, 1);
+    ASSERT_LE((fast - official).abs().max().item<float>(), 1e-4) << i;
+  }
+}
+
+// The affine ops' AVX2 path (eight frames per register pair) gives the scalar path's bytes, for
+// clip lengths with and without a remainder of frames, every affine op, and regions that reach the
+// frame's edges and its fill.
+TEST(RandAugment, VectorizedAffineOpsGiveTheScalarBytes) {
+  torch::manual_seed(4);
+  std::mt19937_64 rng(9);
+  for (int64_t T : {8, 11, 16}) {
+    const auto frames = (torch::rand({T, 41, 67, 3}) * 255).to(torch::kByte);
+    for (const auto& step : std::vector<AugmentStep>{{"Rotate", 27.5}, {"Rotate", -8}, {"ShearX", 0.3}, {"ShearY", -0.21},
+                                                     {"TranslateXRel", 0.45}, {"TranslateYRel", -0.3}}) {
+      for (int k = 0; k < 4; ++k) {
+        const int64_t x0 = k == 0 ? 0 : rng() % 50, y0 = k == 0 ? 0 : rng() % 30;
+        const AugmentRegion r{x0, y0, k == 0 ? 67 : x0 + 1 + rng() % (67 - x0), k == 0 ? 41 : y0 + 1 + rng() % (41 - y0)};
+        const std::vector<AugmentStep> steps = {step, {"Rotate", 11}};
+        auto box = [&](const torch::Tensor& t) { return t.narrow(1, r.y0, r.y1 - r.y0).narrow(2, r.x0, r.x1 - r.x0); };
+        ASSERT_TRUE(torch::equal(box(ApplyAugmentOps(steps, frames, r)), box(ApplyAugmentOps(steps, frames, r, false))))
+            << "T " << T << " " << step.op << " " << step.arg << " region " << r.x0 << "," << r.y0 << " " << r.x1 << ","
+            << r.y1;
+      }
+    }
+  }
 }
 
 // Every RandAugment op against Pillow 9 (the library the official code calls) on the same image.

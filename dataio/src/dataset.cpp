@@ -1,13 +1,10 @@
 #include "evl/dataset.h"
 
-#ifdef __SSE2__
-#include <emmintrin.h>
-#endif
-
 #include <torch/torch.h>
 
 #include "evl/sampling.h"
 #include "evl/video_reader.h"
+#include "resize_window.h"
 
 namespace evl {
 namespace {
@@ -17,87 +14,6 @@ torch::Tensor Normalize(const torch::Tensor& frames, const std::array<float, 3>&
   auto m = torch::tensor({mean[0], mean[1], mean[2]}).view({3, 1, 1, 1});
   auto s = torch::tensor({std[0], std[1], std[2]}).view({3, 1, 1, 1});
   return (frames.permute({3, 0, 1, 2}).to(torch::kFloat).div_(255.0f) - m).div_(s);
-}
-
-// The window `box` of uint8 frames [N, H, W, 3] resized to out_h x out_w as F.interpolate(bilinear,
-// align_corners=False) resizes (no antialias; source index max(0, (dst + 0.5) * in / out - 0.5)),
-// normalized, as float [3, N, box.h, box.w]. Computing only the window skips the pixels the centre
-// crop throws away; reading uint8 directly skips a float copy of every frame; and normalizing the
-// result (bilinear weights sum to one) touches the cropped pixels only, once.
-torch::Tensor ResizeWindow(const torch::Tensor& frames, int64_t out_h, int64_t out_w, const CropBox& box,
-                           const std::array<float, 3>& mean, const std::array<float, 3>& std) {
-  const int64_t n = frames.size(0), in_h = frames.size(1), in_w = frames.size(2);
-  struct Tap {
-    int64_t i0, i1;
-    float l0, l1;
-  };
-  auto taps = [](int64_t in, int64_t out, int64_t first, int64_t count) {
-    const float scale = static_cast<float>(in) / static_cast<float>(out);
-    std::vector<Tap> t(count);
-    for (int64_t k = 0; k < count; ++k) {
-      const float src = std::max(0.0f, scale * (static_cast<float>(first + k) + 0.5f) - 0.5f);
-      const int64_t i0 = static_cast<int64_t>(src);
-      const float l1 = src - static_cast<float>(i0);
-      t[k] = {i0, i0 + (i0 < in - 1 ? 1 : 0), 1.0f - l1, l1};
-    }
-    return t;
-  };
-  const auto rows = taps(in_h, out_h, box.y, box.h), cols = taps(in_w, out_w, box.x, box.w);
-  auto out = torch::empty({3, n, box.h, box.w}, torch::kFloat);
-  const auto src = frames.contiguous();
-  const uint8_t* s = src.data_ptr<uint8_t>();
-  float* d = out.data_ptr<float>();
-  const int64_t plane = box.h * box.w;
-  float gain[3], offset[3];  // (v / 255 - mean) / std as one multiply-add
-  for (int ch = 0; ch < 3; ++ch) {
-    gain[ch] = 1.0f / (255.0f * std[ch]);
-    offset[ch] = -mean[ch] / std[ch];
-  }
-  // Horizontal taps once per input row (an upscaled window reads each row for about two output
-  // rows), kept per channel so the vertical pass runs over contiguous floats and vectorizes. The
-  // arithmetic is the same expression per value as doing both taps per output pixel.
-  std::vector<float> cache[2] = {std::vector<float>(3 * box.w), std::vector<float>(3 * box.w)};
-  int64_t cached[2] = {-1, -1};
-  auto horizontal = [&](const uint8_t* frame, int64_t i) -> const float* {
-    const int slot = cached[0] == i ? 0 : cached[1] == i ? 1 : -1;
-    if (slot >= 0) return cache[slot].data();
-    const int use = cached[0] < cached[1] ? 0 : 1;  // rows only move down: drop the upper one
-    const uint8_t* row = frame + i * in_w * 3;
-    float* h = cache[use].data();
-    for (int64_t x = 0; x < box.w; ++x) {
-      const Tap& c = cols[x];
-      for (int64_t ch = 0; ch < 3; ++ch) h[ch * box.w + x] = c.l0 * row[c.i0 * 3 + ch] + c.l1 * row[c.i1 * 3 + ch];
-    }
-    cached[use] = i;
-    return h;
-  };
-  for (int64_t f = 0; f < n; ++f) {
-    const uint8_t* frame = s + f * in_h * in_w * 3;
-    cached[0] = cached[1] = -1;
-    for (int64_t y = 0; y < box.h; ++y) {
-      const Tap& r = rows[y];
-      const float* top = horizontal(frame, r.i0);
-      const float* bottom = horizontal(frame, r.i1);
-      for (int64_t ch = 0; ch < 3; ++ch) {
-        float* dst = d + (ch * n + f) * plane + y * box.w;
-        const float* t = top + ch * box.w;
-        const float* b = bottom + ch * box.w;
-        const float l0 = r.l0, l1 = r.l1, g = gain[ch], o = offset[ch];
-        int64_t x = 0;
-#ifdef __SSE2__
-        // Four at a time, the same multiplies and adds in the same order as the scalar line below
-        // (no fused multiply-add), so the same values.
-        const __m128 vl0 = _mm_set1_ps(l0), vl1 = _mm_set1_ps(l1), vg = _mm_set1_ps(g), vo = _mm_set1_ps(o);
-        for (; x + 4 <= box.w; x += 4) {
-          const __m128 v = _mm_add_ps(_mm_mul_ps(vl0, _mm_loadu_ps(t + x)), _mm_mul_ps(vl1, _mm_loadu_ps(b + x)));
-          _mm_storeu_ps(dst + x, _mm_add_ps(_mm_mul_ps(v, vg), vo));
-        }
-#endif
-        for (; x < box.w; ++x) dst[x] = (l0 * t[x] + l1 * b[x]) * g + o;
-      }
-    }
-  }
-  return out;
 }
 
 // Runs `load` once more if the reader found that a file's decoded frames differ from what its
@@ -196,11 +112,12 @@ at::Tensor VideoClipDataset::LoadOnce(int64_t index, uint64_t step, VideoReader&
     if (!steps.empty()) frames = ApplyAugmentOps(steps, frames, {box.x, box.y, box.x + box.w, box.y + box.h});
     // One box for every frame of the clip, resized like the official F.interpolate call (normalize,
     // then bilinear), straight from the uint8 box with the normalization folded in: the same values
-    // up to float rounding, without a float copy of the box.
+    // up to float rounding, without a float copy of the box. The flip (drawn last, as officially)
+    // is the resize's columns taken in reverse: the same values as flipping the result.
+    const bool mirror = o_.mirror && std::uniform_int_distribution<int>(0, 1)(rng);
     auto clip = ResizeWindow(frames.narrow(1, box.y, box.h).narrow(2, box.x, box.w), o_.crop_size, o_.crop_size,
-                             CropBox{0, 0, o_.crop_size, o_.crop_size}, o_.mean, o_.std);  // [3,T,crop,crop]
-    if (o_.mirror && std::uniform_int_distribution<int>(0, 1)(rng)) clip = clip.flip({3});
-    return clip.contiguous();
+                             CropBox{0, 0, o_.crop_size, o_.crop_size}, o_.mean, o_.std, mirror);  // [3,T,crop,crop]
+    return clip;
   }
   return LoadTestViews(e.path, o_, reader);
 }

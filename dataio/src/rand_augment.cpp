@@ -6,8 +6,14 @@
 #include <array>
 #include <charconv>
 #include <cmath>
+#include <memory>
 #include <regex>
 #include <stdexcept>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define EVL_X86 1
+#endif
 
 namespace evl {
 namespace {
@@ -137,58 +143,191 @@ void Enhance(const Frame& f, const std::string& kind, double factor) {
   }
 }
 
-// Image.transform(AFFINE, (a..f), BICUBIC, fillcolor=128) of every frame of a clip [T, H, W, 3]:
-// output pixel centre (x+.5, y+.5) reads input (a x' + b y' + c, d x' + e y' + f) with Pillow's cubic
-// (a = -1) and clamped neighbours; outside the input it keeps the fill. The geometry (taps and
-// offsets) depends only on the pixel, so it is computed once per clip for all T frames.
-void AffineClip(uint8_t* clip, int64_t T, int64_t h, int64_t w, AugmentRegion r, const std::array<double, 6>& m) {
+// Image.transform(AFFINE, (a..f), BICUBIC, fillcolor=128): output pixel centre (x+.5, y+.5) reads
+// input (a x' + b y' + c, d x' + e y' + f) with Pillow's cubic (a = -1) and clamped neighbours;
+// outside the input it keeps the fill. The geometry depends only on the pixel, not on the frame.
+struct AffineTaps {
+  bool inside;
+  int64_t xs[4], ys[4];  // byte offsets of the 4x4 neighbours' columns (x * 3) and rows (y * w * 3)
+  double dx, dy;
+};
+
+inline AffineTaps AffineAt(int64_t x, int64_t y, int64_t h, int64_t w, const std::array<double, 6>& m) {
+  AffineTaps g;
+  const double xo = x + 0.5, yo = y + 0.5;
+  double xin = m[0] * xo + m[1] * yo + m[2], yin = m[3] * xo + m[4] * yo + m[5];
+  g.inside = !(xin < 0.0 || xin >= w || yin < 0.0 || yin >= h);
+  if (!g.inside) return g;
+  xin -= 0.5;
+  yin -= 0.5;
+  const int64_t xi = static_cast<int64_t>(std::floor(xin)), yi = static_cast<int64_t>(std::floor(yin));
+  g.dx = xin - xi;
+  g.dy = yin - yi;
+  for (int k = 0; k < 4; ++k) {
+    g.xs[k] = std::min<int64_t>(std::max<int64_t>(xi - 1 + k, 0), w - 1) * 3;
+    g.ys[k] = std::min<int64_t>(std::max<int64_t>(yi - 1 + k, 0), h - 1) * w * 3;
+  }
+  return g;
+}
+
+// Shears and translations keep one coordinate: its offset is then exactly 0, the cubic along it
+// returns its second value unchanged (p1 + 0 * ...), and one cubic per channel is left to compute
+// instead of five. Same result, bit for bit.
+enum class AffineKind { kGeneral, kKeepsY, kKeepsX };
+
+AffineKind KindOf(const std::array<double, 6>& m) {
+  if (m[3] == 0 && m[4] == 1 && m[5] == 0) return AffineKind::kKeepsY;
+  if (m[0] == 1 && m[1] == 0 && m[2] == 0) return AffineKind::kKeepsX;
+  return AffineKind::kGeneral;
+}
+
+double Cubic(double v1, double v2, double v3, double v4, double d) {
+  const double p1 = v2, p2 = -v1 + v3, p3 = 2 * (v1 - v2) + v3 - v4, p4 = -v1 + v2 - v3 + v4;
+  return p1 + d * (p2 + d * (p3 + d * p4));
+}
+
+// Frames [t0, t1) of the clip [T, H, W, 3], output region r, reading `src` (a copy of the clip).
+void AffineFramesScalar(const uint8_t* src, uint8_t* clip, int64_t t0, int64_t t1, int64_t h, int64_t w,
+                        AugmentRegion r, const std::array<double, 6>& m) {
   const int64_t frame = h * w * 3;
-  const std::vector<uint8_t> src(clip, clip + T * frame);
-  auto cubic = [](double v1, double v2, double v3, double v4, double d) {
-    const double p1 = v2, p2 = -v1 + v3, p3 = 2 * (v1 - v2) + v3 - v4, p4 = -v1 + v2 - v3 + v4;
-    return p1 + d * (p2 + d * (p3 + d * p4));
-  };
-  auto clampi = [](int64_t v, int64_t n) { return std::min<int64_t>(std::max<int64_t>(v, 0), n - 1); };
-  const bool keeps_y = m[3] == 0 && m[4] == 1 && m[5] == 0, keeps_x = m[0] == 1 && m[1] == 0 && m[2] == 0;
+  const AffineKind kind = KindOf(m);
   for (int64_t y = r.y0; y < r.y1; ++y)
     for (int64_t x = r.x0; x < r.x1; ++x) {
-      const double xo = x + 0.5, yo = y + 0.5;
-      double xin = m[0] * xo + m[1] * yo + m[2], yin = m[3] * xo + m[4] * yo + m[5];
+      const AffineTaps g = AffineAt(x, y, h, w, m);
       const int64_t at = (y * w + x) * 3;
-      if (xin < 0.0 || xin >= w || yin < 0.0 || yin >= h) {
-        for (int64_t t = 0; t < T; ++t) clip[t * frame + at] = clip[t * frame + at + 1] = clip[t * frame + at + 2] = kFill;
-        continue;
-      }
-      xin -= 0.5;
-      yin -= 0.5;
-      const int64_t xi = static_cast<int64_t>(std::floor(xin)), yi = static_cast<int64_t>(std::floor(yin));
-      const double dx = xin - xi, dy = yin - yi;
-      int64_t xs[4], ys[4];
-      for (int k = 0; k < 4; ++k) xs[k] = clampi(xi - 1 + k, w) * 3, ys[k] = clampi(yi - 1 + k, h) * w * 3;
-      for (int64_t t = 0; t < T; ++t) {
-        const uint8_t* in = src.data() + t * frame;
+      for (int64_t t = t0; t < t1; ++t) {
         uint8_t* out = clip + t * frame + at;
-        // Shears and translations keep one coordinate: its offset is then exactly 0, the cubic
-        // along it returns its second value unchanged (p1 + 0 * ...), and one cubic per channel is
-        // left to compute instead of five. Same result, bit for bit.
-        if (keeps_y) {
-          const uint8_t* row = in + ys[1];
-          for (int c = 0; c < 3; ++c) out[c] = Clip8(cubic(row[xs[0] + c], row[xs[1] + c], row[xs[2] + c], row[xs[3] + c], dx));
-        } else if (keeps_x) {
-          const uint8_t* col = in + xs[1];
-          for (int c = 0; c < 3; ++c) out[c] = Clip8(cubic(col[ys[0] + c], col[ys[1] + c], col[ys[2] + c], col[ys[3] + c], dy));
-        } else {
-          for (int c = 0; c < 3; ++c) {
+        if (!g.inside) {
+          out[0] = out[1] = out[2] = kFill;
+          continue;
+        }
+        const uint8_t* in = src + t * frame;
+        for (int c = 0; c < 3; ++c) {
+          if (kind == AffineKind::kKeepsY) {
+            const uint8_t* row = in + g.ys[1] + c;
+            out[c] = Clip8(Cubic(row[g.xs[0]], row[g.xs[1]], row[g.xs[2]], row[g.xs[3]], g.dx));
+          } else if (kind == AffineKind::kKeepsX) {
+            const uint8_t* col = in + g.xs[1] + c;
+            out[c] = Clip8(Cubic(col[g.ys[0]], col[g.ys[1]], col[g.ys[2]], col[g.ys[3]], g.dy));
+          } else {
             double rows[4];
             for (int k = 0; k < 4; ++k) {
-              const uint8_t* row = in + ys[k];
-              rows[k] = cubic(row[xs[0] + c], row[xs[1] + c], row[xs[2] + c], row[xs[3] + c], dx);
+              const uint8_t* row = in + g.ys[k] + c;
+              rows[k] = Cubic(row[g.xs[0]], row[g.xs[1]], row[g.xs[2]], row[g.xs[3]], g.dx);
             }
-            out[c] = Clip8(cubic(rows[0], rows[1], rows[2], rows[3], dy));
+            out[c] = Clip8(Cubic(rows[0], rows[1], rows[2], rows[3], g.dy));
           }
         }
       }
     }
+}
+
+#ifdef EVL_X86
+// Eight frames at once, four doubles per AVX2 register: the same operations in the same order as
+// Cubic and Clip8 on every lane (no fused multiply-add: this file is compiled with
+// -ffp-contract=off and the target has no FMA), so the same bytes as the scalar code. The frames
+// are read from `src8`, which holds frames [t0, t0 + 8) interleaved: the value at byte offset i of
+// frame t0 + j lies at src8[i * 8 + j], so one 8-byte load gives a tap for all eight frames.
+struct Lanes {
+  __m256d lo, hi;
+};
+
+__attribute__((target("avx2"), always_inline)) inline Lanes Load8(const uint8_t* p) {
+  const __m256i v = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p)));
+  return {_mm256_cvtepi32_pd(_mm256_castsi256_si128(v)), _mm256_cvtepi32_pd(_mm256_extracti128_si256(v, 1))};
+}
+
+__attribute__((target("avx2"), always_inline)) inline __m256d Cubic4(__m256d v1, __m256d v2, __m256d v3, __m256d v4,
+                                                                     __m256d d) {
+  // -v1 + v3 is v3 - v1 exactly (IEEE subtraction is addition of the negation), and so on.
+  const __m256d p2 = _mm256_sub_pd(v3, v1);
+  const __m256d p3 = _mm256_sub_pd(_mm256_add_pd(_mm256_mul_pd(_mm256_set1_pd(2.0), _mm256_sub_pd(v1, v2)), v3), v4);
+  const __m256d p4 = _mm256_add_pd(_mm256_sub_pd(_mm256_sub_pd(v2, v1), v3), v4);
+  return _mm256_add_pd(v2, _mm256_mul_pd(d, _mm256_add_pd(p2, _mm256_mul_pd(d, _mm256_add_pd(p3, _mm256_mul_pd(d, p4))))));
+}
+
+__attribute__((target("avx2"), always_inline)) inline Lanes Cubic8(const Lanes& a, const Lanes& b, const Lanes& c,
+                                                                   const Lanes& e, __m256d d) {
+  return {Cubic4(a.lo, b.lo, c.lo, e.lo, d), Cubic4(a.hi, b.hi, c.hi, e.hi, d)};
+}
+
+// Clip8 on eight lanes: clamped to [0, 255], truncated, packed to bytes.
+__attribute__((target("avx2"), always_inline)) inline uint64_t Clip8x8(const Lanes& v) {
+  const __m256d zero = _mm256_setzero_pd(), top = _mm256_set1_pd(255.0);
+  const __m128i lo = _mm256_cvttpd_epi32(_mm256_min_pd(_mm256_max_pd(v.lo, zero), top));
+  const __m128i hi = _mm256_cvttpd_epi32(_mm256_min_pd(_mm256_max_pd(v.hi, zero), top));
+  const __m128i bytes = _mm_packus_epi16(_mm_packus_epi32(lo, hi), _mm_setzero_si128());
+  return static_cast<uint64_t>(_mm_cvtsi128_si64(bytes));
+}
+
+__attribute__((target("avx2"))) void AffineFrames8Avx2(const uint8_t* src8, uint8_t* clip, int64_t t0, int64_t h,
+                                                       int64_t w, AugmentRegion r, const std::array<double, 6>& m) {
+  const int64_t frame = h * w * 3;
+  const AffineKind kind = KindOf(m);
+  for (int64_t y = r.y0; y < r.y1; ++y)
+    for (int64_t x = r.x0; x < r.x1; ++x) {
+      const AffineTaps g = AffineAt(x, y, h, w, m);
+      uint64_t px[3];
+      if (!g.inside) {
+        px[0] = px[1] = px[2] = 0x0101010101010101ull * kFill;
+      } else {
+        const __m256d dx = _mm256_set1_pd(g.dx), dy = _mm256_set1_pd(g.dy);
+        for (int c = 0; c < 3; ++c) {
+          const uint8_t* s = src8 + c * 8;
+          if (kind == AffineKind::kKeepsY) {
+            const uint8_t* row = s + g.ys[1] * 8;
+            px[c] = Clip8x8(Cubic8(Load8(row + g.xs[0] * 8), Load8(row + g.xs[1] * 8), Load8(row + g.xs[2] * 8),
+                                   Load8(row + g.xs[3] * 8), dx));
+          } else if (kind == AffineKind::kKeepsX) {
+            const uint8_t* col = s + g.xs[1] * 8;
+            px[c] = Clip8x8(Cubic8(Load8(col + g.ys[0] * 8), Load8(col + g.ys[1] * 8), Load8(col + g.ys[2] * 8),
+                                   Load8(col + g.ys[3] * 8), dy));
+          } else {
+            Lanes rows[4];
+            for (int k = 0; k < 4; ++k) {
+              const uint8_t* row = s + g.ys[k] * 8;
+              rows[k] = Cubic8(Load8(row + g.xs[0] * 8), Load8(row + g.xs[1] * 8), Load8(row + g.xs[2] * 8),
+                               Load8(row + g.xs[3] * 8), dx);
+            }
+            px[c] = Clip8x8(Cubic8(rows[0], rows[1], rows[2], rows[3], dy));
+          }
+        }
+      }
+      uint8_t* out = clip + t0 * frame + (y * w + x) * 3;
+      for (int j = 0; j < 8; ++j, out += frame)
+        for (int c = 0; c < 3; ++c) out[c] = static_cast<uint8_t>(px[c] >> (8 * j));
+    }
+}
+
+bool HaveAvx2() {
+  static const bool have = __builtin_cpu_supports("avx2");
+  return have;
+}
+#endif
+
+// Every frame of a clip [T, H, W, 3]: output region `out`, which reads input region `in`.
+void AffineClip(uint8_t* clip, int64_t T, int64_t h, int64_t w, AugmentRegion in, AugmentRegion out,
+                const std::array<double, 6>& m, bool vectorized) {
+  const int64_t frame = h * w * 3;
+  int64_t t = 0;
+#ifdef EVL_X86
+  if (vectorized && HaveAvx2() && T >= 8) {
+    const std::unique_ptr<uint8_t[]> src8(new uint8_t[static_cast<size_t>(frame) * 8]);  // only `in` is filled
+    for (; t + 8 <= T; t += 8) {
+      for (int64_t y = in.y0; y < in.y1; ++y)
+        for (int64_t i = (y * w + in.x0) * 3; i < (y * w + in.x1) * 3; ++i)
+          for (int j = 0; j < 8; ++j) src8[i * 8 + j] = clip[(t + j) * frame + i];
+      AffineFrames8Avx2(src8.get(), clip, t, h, w, out, m);
+    }
+  }
+#else
+  (void)in;
+  (void)vectorized;
+#endif
+  if (t < T) {
+    const std::vector<uint8_t> src(clip, clip + T * frame);
+    AffineFramesScalar(src.data(), clip, t, T, h, w, out, m);
+  }
 }
 
 // Image.rotate(degrees, BICUBIC, fillcolor): counter-clockwise about the centre, same size.
@@ -369,7 +508,8 @@ void ApplyToFrame(const AugmentStep& step, const std::string& base, const Frame&
 
 }  // namespace
 
-at::Tensor ApplyAugmentOps(const std::vector<AugmentStep>& steps, const at::Tensor& frames, AugmentRegion region) {
+at::Tensor ApplyAugmentOps(const std::vector<AugmentStep>& steps, const at::Tensor& frames, AugmentRegion region,
+                           bool vectorized) {
   TORCH_CHECK(frames.dim() == 4 && frames.size(3) == 3 && frames.scalar_type() == torch::kByte,
               "RandAugment expects uint8 frames [T,H,W,3]");
   auto out = frames.contiguous().clone();
@@ -382,7 +522,7 @@ at::Tensor ApplyAugmentOps(const std::vector<AugmentStep>& steps, const at::Tens
     const std::string base = BaseName(steps[k].op);
     std::array<double, 6> m;
     if (AffineOf(base, steps[k].arg, W, H, &m)) {
-      AffineClip(out.data_ptr<uint8_t>(), T, H, W, need[k + 1], m);
+      AffineClip(out.data_ptr<uint8_t>(), T, H, W, need[k], need[k + 1], m, vectorized);
       continue;
     }
     for (int64_t t = 0; t < T; ++t)

@@ -56,7 +56,9 @@ struct AugmentRegion {
 // result depend on; pixels outside it are unspecified. Inside, the result is exactly that of
 // ApplyAugmentOp applied step by step: the training path crops after RandAugment, so work on what
 // the crop throws away is skipped (ops with whole-frame statistics — AutoContrast, Equalize,
-// Contrast — still read whole frames).
-at::Tensor ApplyAugmentOps(const std::vector<AugmentStep>& steps, const at::Tensor& frames, AugmentRegion region);
+// Contrast — still read whole frames). The affine ops run eight frames at a time with AVX2 where
+// the CPU has it; `vectorized` = false forces the scalar code (the same bytes: tests compare them).
+at::Tensor ApplyAugmentOps(const std::vector<AugmentStep>& steps, const at::Tensor& frames, AugmentRegion region,
+                           bool vectorized = true);
 
 }  // namespace evl
