@@ -425,11 +425,21 @@ TEST(RandAugment, VectorizedAffineOpsGiveTheScalarBytes) {
     for (const auto& step : std::vector<AugmentStep>{{"Rotate", 27.5}, {"Rotate", -8}, {"ShearX", 0.3}, {"ShearY", -0.21},
                                                      {"TranslateXRel", 0.45}, {"TranslateYRel", -0.3}}) {
       for (int k = 0; k < 4; ++k) {
-        const int64_t x0 = k == 0 ? 0 : rng() % 50, y0 = k == 0 ? 0 : rng() % 30;
-        const AugmentRegion r{x0, y0, k == 0 ? 67 : x0 + 1 + rng() % (67 - x0), k == 0 ? 41 : y0 + 1 + rng() % (41 - y0)};
+        const int64_t x0 = k == 0 ? 0 : static_cast<int64_t>(rng() % 50), y0 = k == 0 ? 0 : static_cast<int64_t>(rng() % 30);
+        const int64_t x1 = k == 0 ? 67 : x0 + 1 + static_cast<int64_t>(rng() % (67 - x0));
+        const int64_t y1 = k == 0 ? 41 : y0 + 1 + static_cast<int64_t>(rng() % (41 - y0));
+        const AugmentRegion r{x0, y0, x1, y1};
         const std::vector<AugmentStep> steps = {step, {"Rotate", 11}};
         auto box = [&](const torch::Tensor& t) { return t.narrow(1, r.y0, r.y1 - r.y0).narrow(2, r.x0, r.x1 - r.x0); };
-        ASSERT_TRUE(torch::equal(box(ApplyAugmentOps(steps, frames, r)), box(ApplyAugmentOps(steps, frames, r, false))))
+        const auto before = frames.clone();
+        const auto got = ApplyAugmentOps(steps, frames, r);
+        ASSERT_TRUE(torch::equal(frames, before)) << "the caller's frames changed";
+        auto mine = frames.clone();
+        const void* memory = mine.data_ptr();
+        const auto in_place = ApplyAugmentOps(steps, std::move(mine), r);
+        ASSERT_EQ(in_place.data_ptr(), memory) << "a handed-over clip is worked on in place";
+        ASSERT_TRUE(torch::equal(box(in_place), box(got)));
+        ASSERT_TRUE(torch::equal(box(got), box(ApplyAugmentOps(steps, frames, r, false))))
             << "T " << T << " " << step.op << " " << step.arg << " region " << r.x0 << "," << r.y0 << " " << r.x1 << ","
             << r.y1;
       }

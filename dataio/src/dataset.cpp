@@ -109,7 +109,7 @@ at::Tensor VideoClipDataset::LoadOnce(int64_t index, uint64_t step, VideoReader&
     const std::vector<AugmentStep> steps =
         rand_augment_ ? SampleRandAugment(rand_augment_config_, rng) : std::vector<AugmentStep>{};
     const CropBox box = RandomResizedCropBox(frames.size(1), frames.size(2), o_.min_scale, 1.0, 3.0 / 4.0, 4.0 / 3.0, rng);
-    if (!steps.empty()) frames = ApplyAugmentOps(steps, frames, {box.x, box.y, box.x + box.w, box.y + box.h});
+    if (!steps.empty()) frames = ApplyAugmentOps(steps, std::move(frames), {box.x, box.y, box.x + box.w, box.y + box.h});
     // One box for every frame of the clip, resized like the official F.interpolate call (normalize,
     // then bilinear), straight from the uint8 box with the normalization folded in: the same values
     // up to float rounding, without a float copy of the box. The flip (drawn last, as officially)

@@ -34,12 +34,44 @@ struct Frame {
   uint8_t& at(int64_t y, int64_t x, int c) const { return p[(y * w + x) * 3 + c]; }
 };
 
+// The region's bytes of row y: [first, last).
+uint8_t* RowBegin(const Frame& f, int64_t y) { return f.p + (y * f.w + f.r.x0) * 3; }
+int64_t RowBytes(const Frame& f) { return (f.r.x1 - f.r.x0) * 3; }
+
 void ApplyLut(const Frame& f, const std::array<Lut, 3>& lut) {
-  for (int64_t y = f.r.y0; y < f.r.y1; ++y)
-    for (int64_t x = f.r.x0; x < f.r.x1; ++x) {
-      uint8_t* px = f.p + (y * f.w + x) * 3;
-      for (int c = 0; c < 3; ++c) px[c] = lut[c][px[c]];
+  for (int64_t y = f.r.y0; y < f.r.y1; ++y) {
+    uint8_t* px = RowBegin(f, y);
+    for (int64_t i = 0; i < RowBytes(f); i += 3) {
+      px[i] = lut[0][px[i]];
+      px[i + 1] = lut[1][px[i + 1]];
+      px[i + 2] = lut[2][px[i + 2]];
     }
+  }
+}
+
+// A pointwise op on every byte of the region, as a plain loop over each row's bytes: the compiler
+// vectorizes it (integer arithmetic, so every version gives the same bytes). target_clones adds
+// an AVX2 version chosen at load time where the CPU has it.
+template <typename Op>
+__attribute__((always_inline)) inline void EachByte(const Frame& f, Op op) {
+  for (int64_t y = f.r.y0; y < f.r.y1; ++y) {
+    uint8_t* px = RowBegin(f, y);
+    const int64_t n = RowBytes(f);
+    for (int64_t i = 0; i < n; ++i) px[i] = op(px[i]);
+  }
+}
+
+__attribute__((target_clones("avx2", "default"))) void Invert(const Frame& f) {
+  EachByte(f, [](uint8_t v) { return static_cast<uint8_t>(255 - v); });
+}
+__attribute__((target_clones("avx2", "default"))) void Posterize(const Frame& f, uint8_t mask) {
+  EachByte(f, [mask](uint8_t v) { return static_cast<uint8_t>(v & mask); });
+}
+__attribute__((target_clones("avx2", "default"))) void Solarize(const Frame& f, int threshold) {
+  EachByte(f, [threshold](uint8_t v) { return static_cast<uint8_t>(v < threshold ? v : 255 - v); });
+}
+__attribute__((target_clones("avx2", "default"))) void SolarizeAdd(const Frame& f, int add) {
+  EachByte(f, [add](uint8_t v) { return static_cast<uint8_t>(v < 128 ? std::min(255, v + add) : v); });
 }
 
 std::array<std::array<int64_t, 256>, 3> Histograms(const Frame& f) {
@@ -49,20 +81,38 @@ std::array<std::array<int64_t, 256>, 3> Histograms(const Frame& f) {
   return h;
 }
 
-// ImageOps.autocontrast(cutoff=0): each band stretched from its lowest to its highest value.
+// Each channel's lowest and highest value over the whole frame. 96 bytes are 32 pixels, so byte k
+// of every 96-byte block is always channel k % 3: the compiler vectorizes the blocks' loop.
+__attribute__((target_clones("avx2", "default"))) void ChannelRange(const Frame& f, int lo[3], int hi[3]) {
+  uint8_t mn[96], mx[96];
+  std::fill(mn, mn + 96, 255);
+  std::fill(mx, mx + 96, 0);
+  const int64_t n = f.h * f.w * 3, blocks = n / 96;
+  for (int64_t b = 0; b < blocks; ++b) {
+    const uint8_t* p = f.p + b * 96;
+    for (int k = 0; k < 96; ++k) {
+      mn[k] = std::min(mn[k], p[k]);
+      mx[k] = std::max(mx[k], p[k]);
+    }
+  }
+  for (int c = 0; c < 3; ++c) lo[c] = 255, hi[c] = 0;
+  for (int k = 0; k < 96; ++k) lo[k % 3] = std::min<int>(lo[k % 3], mn[k]), hi[k % 3] = std::max<int>(hi[k % 3], mx[k]);
+  for (int64_t i = blocks * 96; i < n; ++i) lo[i % 3] = std::min<int>(lo[i % 3], f.p[i]), hi[i % 3] = std::max<int>(hi[i % 3], f.p[i]);
+}
+
+// ImageOps.autocontrast(cutoff=0): each band stretched from its lowest to its highest value (the
+// first and last non-empty histogram bins, i.e. its minimum and maximum).
 void AutoContrast(const Frame& f) {
-  const auto hist = Histograms(f);
+  int lo[3], hi[3];
+  ChannelRange(f, lo, hi);
   std::array<Lut, 3> lut;
   for (int c = 0; c < 3; ++c) {
-    int lo = 0, hi = 255;
-    while (lo < 256 && !hist[c][lo]) ++lo;
-    while (hi >= 0 && !hist[c][hi]) --hi;
     for (int i = 0; i < 256; ++i) {
-      if (hi <= lo) {
+      if (hi[c] <= lo[c]) {
         lut[c][i] = static_cast<uint8_t>(i);
         continue;
       }
-      const double scale = 255.0 / (hi - lo), offset = -lo * scale;
+      const double scale = 255.0 / (hi[c] - lo[c]), offset = -lo[c] * scale;
       lut[c][i] = static_cast<uint8_t>(std::clamp(static_cast<int>(i * scale + offset), 0, 255));
     }
   }
@@ -91,55 +141,72 @@ void Equalize(const Frame& f) {
   ApplyLut(f, lut);
 }
 
-void SameLut(const Frame& f, const Lut& l) { ApplyLut(f, {l, l, l}); }
-
 // Pillow's "L" conversion (ITU-R 601-2 luma in 16-bit fixed point).
 uint8_t Luma(const uint8_t* rgb) { return static_cast<uint8_t>((rgb[0] * 19595 + rgb[1] * 38470 + rgb[2] * 7471 + 0x8000) >> 16); }
 
-// Image.blend(degenerate, img, factor): interpolation or extrapolation in float, truncated, clipped.
-uint8_t BlendValue(float degenerate, float value, float alpha) {
-  const float v = degenerate + alpha * (value - degenerate);
-  return v <= 0.0f ? 0 : v >= 255.0f ? 255 : static_cast<uint8_t>(v);
+// Image.blend(degenerate, img, factor) on n bytes: interpolation or extrapolation in float,
+// truncated, clipped (v <= 0 gives 0 and v >= 255 gives 255 either way). The compiler vectorizes
+// it without reordering or fusing the float operations (-ffp-contract=off), so every version gives
+// the same bytes.
+__attribute__((target_clones("avx2", "default"))) void BlendRow(uint8_t* px, const float* degenerate, int64_t n,
+                                                                float alpha) {
+  for (int64_t i = 0; i < n; ++i) {
+    const float v = degenerate[i] + alpha * (static_cast<float>(px[i]) - degenerate[i]);
+    px[i] = static_cast<uint8_t>(static_cast<int>(std::min(std::max(v, 0.0f), 255.0f)));
+  }
+}
+
+// ImageFilter.SMOOTH (3x3, centre 5, divisor 13) of the bytes [from, to) of a row whose original
+// values are `cur`, with the original rows above and below. Pillow sums the nine products in float
+// and truncates s + 0.5. In integers: S = the 3x3 sum plus 4 x the centre, and (2 S + 13) / 26. The
+// same value: S / 13 + 0.5 is never within 1/26 of an integer (2 S + 13 is odd), far beyond the
+// float sum's error (< 2e-4 here).
+__attribute__((target_clones("avx2", "default"))) void SmoothRow(const uint8_t* above, const uint8_t* cur,
+                                                                 const uint8_t* below, int64_t from, int64_t to,
+                                                                 float* out) {
+  for (int64_t i = from; i < to; ++i) {
+    const int sum = 4 * cur[i] + above[i - 3] + above[i] + above[i + 3] + cur[i - 3] + cur[i] + cur[i + 3] +
+                    below[i - 3] + below[i] + below[i + 3];
+    out[i - from] = static_cast<float>(std::min(255, (2 * sum + 13) / 26));
+  }
 }
 
 // ImageEnhance.{Color, Contrast, Brightness, Sharpness}(img).enhance(factor): a blend with a
-// degenerate image — grey (luma), the mean luma, black, the SMOOTH-filtered image — computed
-// pixel by pixel over the region, never as a whole image.
+// degenerate image — grey (luma), the mean luma, black, the SMOOTH-filtered image (its border
+// pixels left as they are) — computed row by row over the region, never as a whole image.
 void Enhance(const Frame& f, const std::string& kind, double factor) {
   const float alpha = static_cast<float>(factor);
-  const int64_t n = f.h * f.w;
-  auto each = [&](const auto& degenerate) {
-    for (int64_t y = f.r.y0; y < f.r.y1; ++y)
-      for (int64_t x = f.r.x0; x < f.r.x1; ++x) {
-        uint8_t* px = f.p + (y * f.w + x) * 3;
-        float d[3];  // all three before any is written: Color's luma reads the whole pixel
-        for (int c = 0; c < 3; ++c) d[c] = degenerate(px, y, x, c);
-        for (int c = 0; c < 3; ++c) px[c] = BlendValue(d[c], static_cast<float>(px[c]), alpha);
-      }
-  };
-  if (kind == "Color") {
-    each([](const uint8_t* px, int64_t, int64_t, int) { return static_cast<float>(Luma(px)); });
-  } else if (kind == "Contrast") {
-    int64_t sum = 0;  // over the whole frame: the region needs the whole input (NeededInput)
-    for (int64_t i = 0; i < n; ++i) sum += Luma(f.p + i * 3);
-    const auto mean = static_cast<float>(static_cast<uint8_t>(static_cast<int>(static_cast<double>(sum) / n + 0.5)));
-    each([mean](const uint8_t*, int64_t, int64_t, int) { return mean; });
-  } else if (kind == "Sharpness") {
-    // ImageFilter.SMOOTH (3x3, centre 5, divisor 13) of the input; the border pixels stay as they are.
-    const std::vector<uint8_t> src(f.p, f.p + n * 3);
-    const Frame in{const_cast<uint8_t*>(src.data()), f.h, f.w, f.r};
-    each([&in](const uint8_t*, int64_t y, int64_t x, int c) {
-      if (y == 0 || x == 0 || y + 1 == in.h || x + 1 == in.w) return static_cast<float>(in.at(y, x, c));
-      // Pillow sums the nine products in float and truncates s + 0.5. In integers: S = the 3x3 sum
-      // plus 4 x the centre, and (2 S + 13) / 26. The same value: S / 13 + 0.5 is never within 1/26
-      // of an integer (2 S + 13 is odd), far beyond the float sum's error (< 2e-4 here).
-      int sum = 4 * in.at(y, x, c);
-      for (int dy = -1; dy <= 1; ++dy)
-        for (int dx = -1; dx <= 1; ++dx) sum += in.at(y + dy, x + dx, c);
-      return static_cast<float>(std::min(255, (2 * sum + 13) / 26));
-    });
-  } else {  // Brightness: black
-    each([](const uint8_t*, int64_t, int64_t, int) { return 0.0f; });
+  const int64_t n = RowBytes(f), row_bytes = f.w * 3;
+  std::vector<float> d(n);
+  if (kind == "Color" || kind == "Brightness" || kind == "Contrast") {
+    float constant = 0;  // Brightness: black
+    if (kind == "Contrast") {
+      int64_t sum = 0;  // over the whole frame: the region needs the whole input (NeededInput)
+      for (int64_t i = 0; i < f.h * f.w; ++i) sum += Luma(f.p + i * 3);
+      constant = static_cast<float>(static_cast<uint8_t>(static_cast<int>(static_cast<double>(sum) / (f.h * f.w) + 0.5)));
+    }
+    std::fill(d.begin(), d.end(), constant);
+    for (int64_t y = f.r.y0; y < f.r.y1; ++y) {
+      uint8_t* px = RowBegin(f, y);
+      if (kind == "Color")
+        for (int64_t i = 0; i < n; i += 3) d[i] = d[i + 1] = d[i + 2] = static_cast<float>(Luma(px + i));
+      BlendRow(px, d.data(), n, alpha);
+    }
+    return;
+  }
+  // Sharpness. Rows are overwritten top to bottom, so the original of the row above is kept aside
+  // (the row below is still original when a row is computed).
+  std::vector<uint8_t> above(row_bytes), cur(row_bytes);
+  if (f.r.y0 > 0) std::copy_n(f.p + (f.r.y0 - 1) * row_bytes, row_bytes, above.data());
+  const int64_t inner0 = std::max<int64_t>(f.r.x0, 1) * 3, inner1 = std::min<int64_t>(f.r.x1, f.w - 1) * 3;
+  for (int64_t y = f.r.y0; y < f.r.y1; ++y) {
+    uint8_t* row = f.p + y * row_bytes;
+    std::copy_n(row, row_bytes, cur.data());
+    for (int64_t i = 0; i < n; ++i) d[i] = cur[f.r.x0 * 3 + i];  // the border keeps its value
+    if (y > 0 && y + 1 < f.h && inner0 < inner1)
+      SmoothRow(above.data(), cur.data(), row + row_bytes, inner0, inner1, d.data() + (inner0 - f.r.x0 * 3));
+    BlendRow(row + f.r.x0 * 3, d.data(), n, alpha);
+    std::swap(above, cur);
   }
 }
 
@@ -299,6 +366,31 @@ __attribute__((target("avx2"))) void AffineFrames8Avx2(const uint8_t* src8, uint
     }
 }
 
+// Bytes [b0, b1) of eight frames `frame` bytes apart, interleaved: byte i of frame j goes to
+// out[i * 8 + j]. Sixteen bytes at a time as an 8 x 16 byte transpose (three rounds of unpacks).
+void Interleave8(const uint8_t* first, int64_t frame, int64_t b0, int64_t b1, uint8_t* out) {
+  int64_t i = b0;
+  for (; i + 16 <= b1; i += 16) {
+    __m128i a[8], u[8], v[8];
+    for (int j = 0; j < 8; ++j) a[j] = _mm_loadu_si128(reinterpret_cast<const __m128i*>(first + j * frame + i));
+    for (int j = 0; j < 8; j += 2) {  // bytes of frame pairs
+      u[j] = _mm_unpacklo_epi8(a[j], a[j + 1]);
+      u[j + 1] = _mm_unpackhi_epi8(a[j], a[j + 1]);
+    }
+    for (int j = 0; j < 8; j += 4)  // 4-frame groups: bytes 0-3, 4-7, 8-11, 12-15
+      for (int k = 0; k < 2; ++k) {
+        v[j + 2 * k] = _mm_unpacklo_epi16(u[j + k], u[j + k + 2]);
+        v[j + 2 * k + 1] = _mm_unpackhi_epi16(u[j + k], u[j + k + 2]);
+      }
+    for (int k = 0; k < 4; ++k) {  // all eight frames: two bytes per register
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(out + (i + 4 * k) * 8), _mm_unpacklo_epi32(v[k], v[k + 4]));
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(out + (i + 4 * k + 2) * 8), _mm_unpackhi_epi32(v[k], v[k + 4]));
+    }
+  }
+  for (; i < b1; ++i)
+    for (int j = 0; j < 8; ++j) out[i * 8 + j] = first[j * frame + i];
+}
+
 bool HaveAvx2() {
   static const bool have = __builtin_cpu_supports("avx2");
   return have;
@@ -312,12 +404,12 @@ void AffineClip(uint8_t* clip, int64_t T, int64_t h, int64_t w, AugmentRegion in
   int64_t t = 0;
 #ifdef EVL_X86
   if (vectorized && HaveAvx2() && T >= 8) {
-    const std::unique_ptr<uint8_t[]> src8(new uint8_t[static_cast<size_t>(frame) * 8]);  // only `in` is filled
+    // Only `in` is filled. Kept per thread: a fresh 2 MB buffer per call costs page faults.
+    thread_local std::vector<uint8_t> src8;
+    if (src8.size() < static_cast<size_t>(frame) * 8) src8.resize(static_cast<size_t>(frame) * 8);
     for (; t + 8 <= T; t += 8) {
-      for (int64_t y = in.y0; y < in.y1; ++y)
-        for (int64_t i = (y * w + in.x0) * 3; i < (y * w + in.x1) * 3; ++i)
-          for (int j = 0; j < 8; ++j) src8[i * 8 + j] = clip[(t + j) * frame + i];
-      AffineFrames8Avx2(src8.get(), clip, t, h, w, out, m);
+      for (int64_t y = in.y0; y < in.y1; ++y) Interleave8(clip + t * frame, frame, (y * w + in.x0) * 3, (y * w + in.x1) * 3, src8.data());
+      AffineFrames8Avx2(src8.data(), clip, t, h, w, out, m);
     }
   }
 #else
@@ -481,24 +573,15 @@ void ApplyToFrame(const AugmentStep& step, const std::string& base, const Frame&
   } else if (base == "Equalize") {
     Equalize(f);
   } else if (base == "Invert") {
-    Lut l;
-    for (int i = 0; i < 256; ++i) l[i] = static_cast<uint8_t>(255 - i);
-    SameLut(f, l);
+    Invert(f);
   } else if (base == "Posterize") {
     const int bits = static_cast<int>(step.arg);
     if (bits >= 8) return;
-    const int mask = ~((1 << (8 - bits)) - 1);
-    Lut l;
-    for (int i = 0; i < 256; ++i) l[i] = static_cast<uint8_t>(i & mask);
-    SameLut(f, l);
+    Posterize(f, static_cast<uint8_t>(~((1 << (8 - bits)) - 1)));
   } else if (base == "Solarize") {
-    Lut l;
-    for (int i = 0; i < 256; ++i) l[i] = static_cast<uint8_t>(i < step.arg ? i : 255 - i);
-    SameLut(f, l);
+    Solarize(f, static_cast<int>(step.arg));
   } else if (base == "SolarizeAdd") {
-    Lut l;
-    for (int i = 0; i < 256; ++i) l[i] = static_cast<uint8_t>(i < 128 ? std::min(255, i + static_cast<int>(step.arg)) : i);
-    SameLut(f, l);
+    SolarizeAdd(f, static_cast<int>(step.arg));
   } else if (base == "Color" || base == "Contrast" || base == "Brightness" || base == "Sharpness") {
     Enhance(f, base, step.arg);
   } else {
@@ -508,11 +591,13 @@ void ApplyToFrame(const AugmentStep& step, const std::string& base, const Frame&
 
 }  // namespace
 
-at::Tensor ApplyAugmentOps(const std::vector<AugmentStep>& steps, const at::Tensor& frames, AugmentRegion region,
+at::Tensor ApplyAugmentOps(const std::vector<AugmentStep>& steps, at::Tensor frames, AugmentRegion region,
                            bool vectorized) {
   TORCH_CHECK(frames.dim() == 4 && frames.size(3) == 3 && frames.scalar_type() == torch::kByte,
               "RandAugment expects uint8 frames [T,H,W,3]");
-  auto out = frames.contiguous().clone();
+  // A tensor nobody else holds (the caller moved its only reference in) is worked on in place.
+  const bool own = frames.is_contiguous() && frames.use_count() == 1 && frames.storage().use_count() == 1;
+  auto out = own ? std::move(frames) : frames.contiguous().clone();
   const int64_t T = out.size(0), H = out.size(1), W = out.size(2);
   // Backwards from the region the caller reads: what each op must get right.
   std::vector<AugmentRegion> need(steps.size() + 1);

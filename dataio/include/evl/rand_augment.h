@@ -58,7 +58,9 @@ struct AugmentRegion {
 // the crop throws away is skipped (ops with whole-frame statistics — AutoContrast, Equalize,
 // Contrast — still read whole frames). The affine ops run eight frames at a time with AVX2 where
 // the CPU has it; `vectorized` = false forces the scalar code (the same bytes: tests compare them).
-at::Tensor ApplyAugmentOps(const std::vector<AugmentStep>& steps, const at::Tensor& frames, AugmentRegion region,
+// `frames` is left unchanged unless the caller hands over its only reference (std::move), which
+// saves a copy of the clip: then the result is computed in its memory.
+at::Tensor ApplyAugmentOps(const std::vector<AugmentStep>& steps, at::Tensor frames, AugmentRegion region,
                            bool vectorized = true);
 
 }  // namespace evl
