@@ -42,6 +42,42 @@ void* HandlerOf(int sig) {
   return reinterpret_cast<void*>(now.sa_handler);
 }
 
+// The threads wait only for room in the window: while the consumer asks for each item before it
+// can exist (production gated on the consumer), they never wait; once the consumer holds back
+// with the window full, they do, and that is counted.
+TEST(OrderedPrefetcher, ThreadsWaitOnlyWhenTheWindowIsFull) {
+  std::mutex mu;
+  std::condition_variable cv;
+  int64_t asked = 0;  // items the consumer has asked for
+  OrderedPrefetcher<int64_t, int> gated(20, 2, 4, [&](int64_t k, int&) {
+    std::unique_lock<std::mutex> lock(mu);
+    cv.wait(lock, [&] { return asked > k - 1; });  // item k is made only after item k-1 was asked for
+    return k;
+  });
+  int64_t item;
+  for (int64_t k = 0; k < 20; ++k) {
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      asked = k + 1;
+    }
+    cv.notify_all();
+    ASSERT_TRUE(gated.Next(&item));
+  }
+  // Item k may start only when k < asked-1 + 4: the gate holds production at most 2 items ahead.
+  EXPECT_EQ(gated.room_wait_s(), 0.0);
+
+  std::atomic<int> made{0};
+  OrderedPrefetcher<int64_t, int> eager(10, 2, 3, [&](int64_t k, int&) {
+    ++made;
+    return k;
+  });
+  while (eager.waiting_for_room() < 2) std::this_thread::yield();  // the window (3 items) is full
+  EXPECT_EQ(made, 3);
+  for (int64_t k = 0; k < 10; ++k) ASSERT_TRUE(eager.Next(&item));
+  EXPECT_GT(eager.room_wait_s(), 0.0);
+  EXPECT_EQ(made, 10);
+}
+
 // Items come out in order whatever the threads do: later items are made faster than earlier ones.
 TEST(OrderedPrefetcher, HandsItemsOverInOrderAndNeverRunsMoreThanTheWindowAhead) {
   struct State {

@@ -136,6 +136,8 @@ LoaderCounters Loader::counters() const {
   c.skipped = failures_;
   c.skipped_files = static_cast<int64_t>(reported_.size());
   c.wait_s = prefetcher_ ? prefetcher_->wait_s() : 0;
+  c.room_wait_s = prefetcher_ ? prefetcher_->room_wait_s() : 0;
+  c.workers = prefetcher_ ? prefetcher_->threads() : 0;
   c.elapsed_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
   return c;
 }

@@ -27,13 +27,15 @@ namespace {
 
 struct PrepareOptions {
   std::string list, data_root, out_dir;
-  // From the sweep in docs/benchmarks.md (bench/prepare_sweep.sh, realistic K400-like footage): short
-  // side 256 and a keyframe every 4 frames gave 22x the official loader's clips/s per core on the
-  // originals at 0.40x their size; --keyint 1 is faster still (30x) at 0.68x.
+  // From the sweep in docs/benchmarks.md (bench/prepare_sweep.sh, realistic K400-like footage):
+  // short side 256, every frame a keyframe, libx264's fastdecode tune (CAVLC, no deblocking) gave
+  // the fastest training path — 155-176 clips/s per core, 92-106 with RandAugment, ~35x the
+  // official loader on the originals — at 0.87x their size; --keyint 4 gives ~80-105 (69-77) at
+  // 0.49x, and dropping the tune costs about half the speed.
   int short_side = 256;
-  int keyint = 4;
+  int keyint = 1;
   int crf = 23;
-  std::string tune;
+  std::string tune = "fastdecode";
 };
 
 std::string RealPath(const std::string& p) {
@@ -185,7 +187,7 @@ void AddDataPrepareCommand(CLI::App& data, Invocation& inv) {
   cmd->add_option("--short-side", o->short_side, "resize the short side to this (never upscales; 0 keeps it)");
   cmd->add_option("--keyint", o->keyint, "keyframe interval (frames)");
   cmd->add_option("--crf", o->crf, "libx264 quality (lower is better)");
-  cmd->add_option("--tune", o->tune, "libx264 tune ('' none; fastdecode: cheaper to decode, larger)");
+  cmd->add_option("--tune", o->tune, "libx264 tune ('' for none; fastdecode: about twice as fast to decode, ~25% larger)");
   OnChosen(cmd, inv, [&inv, o] { return RunDataPrepare(inv.argc, inv.argv, *o); });
 }
 

@@ -54,6 +54,8 @@ AutocastDtype AutocastOf(Precision p) {
 struct Window {
   Clock::time_point start = Clock::now();
   double data_wait_s = 0, comm_wait_s = 0;
+  double room_wait_s = 0;  // decode threads' time (summed) waiting because every batch ahead was ready
+  int workers = 1;
   int64_t clips = 0, steps = 0;
 };
 
@@ -63,7 +65,8 @@ void LogProgress(int64_t step, const TrainConfig& t, double loss, double top1, d
   LOG(INFO) << "step " << step + 1 << "/" << t.num_steps() << std::fixed << std::setprecision(4) << "  loss " << loss
             << std::setprecision(1) << "  top1 " << top1 << "  top5 " << top5 << std::scientific << std::setprecision(2)
             << "  lr " << lr << std::fixed << std::setprecision(1) << "  clips/s " << cps << " (" << cps / world
-            << "/rank)  data-wait " << 100 * w.data_wait_s / span << "%  comm-wait " << 100 * w.comm_wait_s / span
+            << "/rank)  data-wait " << 100 * w.data_wait_s / span << "% (decoders idle, queue full: "
+            << 100 * w.room_wait_s / (span * std::max(1, w.workers)) << "%)  comm-wait " << 100 * w.comm_wait_s / span
             << "%  eta " << Hms(eta_s) << "  skipped "
             << skipped[0].item<int64_t>() << " attempt(s), " << skipped[1].item<int64_t>() << " file(s)";
 }
@@ -164,14 +167,20 @@ int RunTraining(const EvlConfig& input_config, Communicator& comm, const RankCon
   double last_top1 = -1;
   int64_t last_eval_step = -1;
   Window window;
+  double room_wait_seen = loader.counters().room_wait_s;
   int nonfinite_steps = 0;  // in a row
   int64_t step = start_step;
   for (; step < t.num_steps(); ++step) {
     Faults().BeforeStep(step, rank);
-    const double wait0 = loader.counters().wait_s;
+    const LoaderCounters before = loader.counters();
     Batch batch;
     if (!loader.Next(&batch)) break;
-    window.data_wait_s += loader.counters().wait_s - wait0;
+    const LoaderCounters after = loader.counters();
+    window.data_wait_s += after.wait_s - before.wait_s;
+    // Decode threads wait for room while this thread computes: count from the last step's reading.
+    window.room_wait_s += after.room_wait_s - room_wait_seen;
+    room_wait_seen = after.room_wait_s;
+    window.workers = after.workers;
     const double lr = LearningRate(t, step);
     for (auto& g : optimizer->param_groups()) static_cast<torch::optim::AdamWOptions&>(g.options()).lr(lr);
     model->train();

@@ -40,6 +40,8 @@ struct LoaderCounters {
   int64_t skipped = 0;       // attempts that failed (a sample replaced because its video failed)
   int64_t skipped_files = 0; // distinct videos among them
   double wait_s = 0;         // time Next() spent waiting for a batch
+  double room_wait_s = 0;    // decode threads' time (summed) waiting for room: every batch ahead decoded
+  int workers = 0;           // decode threads
   double elapsed_s = 0;      // since construction
 };
 

@@ -65,6 +65,18 @@ class OrderedPrefetcher {
     std::lock_guard<std::mutex> lock(mu_);
     return wait_s_;
   }
+  // Seconds the threads (summed) have spent waiting for room: the window was full, i.e. the
+  // consumer, not production, was the bottleneck. Threads wait for nothing else.
+  double room_wait_s() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return room_wait_s_;
+  }
+  int threads() const { return static_cast<int>(threads_.size()); }
+  // Threads waiting for room right now.
+  int waiting_for_room() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return waiting_for_room_;
+  }
 
  private:
   void Work() {
@@ -73,7 +85,16 @@ class OrderedPrefetcher {
       int64_t k;
       {
         std::unique_lock<std::mutex> lock(mu_);
-        cv_.wait(lock, [&] { return stop_ || next_job_ >= count_ || next_job_ < next_out_ + ahead_; });
+        // The one place a thread waits: for room in the window (every item up to `ahead` beyond
+        // the consumer is made or being made). Only a wait that happens is counted.
+        auto go = [&] { return stop_ || next_job_ >= count_ || next_job_ < next_out_ + ahead_; };
+        if (!go()) {
+          const auto t0 = std::chrono::steady_clock::now();
+          ++waiting_for_room_;
+          cv_.wait(lock, go);
+          --waiting_for_room_;
+          room_wait_s_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        }
         if (stop_ || next_job_ >= count_) return;
         k = next_job_++;
       }
@@ -98,7 +119,8 @@ class OrderedPrefetcher {
   int64_t next_job_ = 0, next_out_ = 0;
   bool stop_ = false;
   std::exception_ptr error_;
-  double wait_s_ = 0;
+  double wait_s_ = 0, room_wait_s_ = 0;
+  int waiting_for_room_ = 0;
   std::vector<std::thread> threads_;  // last: started after every member above exists
 };
 
