@@ -63,6 +63,14 @@ TEST_P(Corpus, CountAndFramesEqualTheOfficialDecodeAll) {
   // Again in reverse order, on the same reader: nothing depends on what was decoded before.
   std::vector<int64_t> rev(idx.rbegin(), idx.rend());
   EXPECT_TRUE(torch::equal(reader.Decode(rev), got.flip({0}))) << path;
+  // Converting only the rows a crop keeps gives those rows' bytes of the whole-frame conversion
+  // (odd first rows and lengths: the chroma row pairs).
+  const int64_t h = got.size(1);
+  for (const auto& [y0, y1] : std::vector<std::pair<int64_t, int64_t>>{{1, h / 2 + 1}, {h / 3, h - 1}, {h - 7, h}, {0, 2}}) {
+    const auto part = reader.Decode(idx, 0, 0, {y0, y1});
+    EXPECT_TRUE(torch::equal(part.narrow(1, y0, y1 - y0), got.narrow(1, y0, y1 - y0)))
+        << path << ": rows " << y0 << ".." << y1 << " converted alone differ";
+  }
 }
 
 // Evaluation pixels: evl's test views against a transcription of the official transform on PyAV's

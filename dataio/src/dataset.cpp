@@ -101,15 +101,21 @@ at::Tensor VideoClipDataset::LoadOnce(int64_t index, uint64_t step, VideoReader&
   const int64_t len = reader.info().num_frames;
   std::mt19937_64 rng = SampleRng(o_.seed, step, static_cast<uint64_t>(index));
   if (o_.train) {
-    torch::Tensor frames = reader.Decode(TrainFrameIndices(len, rng));  // uint8 [T,H,W,3]
+    const std::vector<int64_t> indices = TrainFrameIndices(len, rng);
     // RandAugment on the decoded frames, before normalisation and the crop, as officially; one
     // draw for the clip, the same op on every frame. The draws happen in the official order (the
-    // ops, then the crop box), but the box is known before the ops run, so they, and the
-    // normalisation, compute only the pixels inside it: the same values, less work.
+    // ops, then the crop box), but all of them before decoding: the frames' size is known from the
+    // file, and the box says which pixels matter. The ops, the normalisation and even the RGB
+    // conversion then compute only those (and the rows the ops read to compute them): the same
+    // values, less work.
     const std::vector<AugmentStep> steps =
         rand_augment_ ? SampleRandAugment(rand_augment_config_, rng) : std::vector<AugmentStep>{};
-    const CropBox box = RandomResizedCropBox(frames.size(1), frames.size(2), o_.min_scale, 1.0, 3.0 / 4.0, 4.0 / 3.0, rng);
-    if (!steps.empty()) frames = ApplyAugmentOps(steps, std::move(frames), {box.x, box.y, box.x + box.w, box.y + box.h});
+    const int64_t h = reader.info().height, w = reader.info().width;
+    const CropBox box = RandomResizedCropBox(h, w, o_.min_scale, 1.0, 3.0 / 4.0, 4.0 / 3.0, rng);
+    const AugmentRegion keep{box.x, box.y, box.x + box.w, box.y + box.h};
+    const AugmentRegion read = AugmentInput(steps, keep, w, h);
+    torch::Tensor frames = reader.Decode(indices, 0, 0, {read.y0, read.y1});  // uint8 [T,H,W,3]
+    if (!steps.empty()) frames = ApplyAugmentOps(steps, std::move(frames), keep);
     // One box for every frame of the clip, resized like the official F.interpolate call (normalize,
     // then bilinear), straight from the uint8 box with the normalization folded in: the same values
     // up to float rounding, without a float copy of the box. The flip (drawn last, as officially)

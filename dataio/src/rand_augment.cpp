@@ -591,6 +591,12 @@ void ApplyToFrame(const AugmentStep& step, const std::string& base, const Frame&
 
 }  // namespace
 
+AugmentRegion AugmentInput(const std::vector<AugmentStep>& steps, AugmentRegion region, int64_t w, int64_t h) {
+  AugmentRegion r{std::max<int64_t>(0, region.x0), std::max<int64_t>(0, region.y0), std::min(w, region.x1), std::min(h, region.y1)};
+  for (size_t k = steps.size(); k-- > 0;) r = NeededInput(steps[k], r, w, h);
+  return r;
+}
+
 at::Tensor ApplyAugmentOps(const std::vector<AugmentStep>& steps, at::Tensor frames, AugmentRegion region,
                            bool vectorized) {
   TORCH_CHECK(frames.dim() == 4 && frames.size(3) == 3 && frames.scalar_type() == torch::kByte,

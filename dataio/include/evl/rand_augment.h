@@ -52,6 +52,9 @@ struct AugmentRegion {
   int64_t x0, y0, x1, y1;
 };
 
+// The region of the input that the result of `steps` inside `region` depends on (frames w x h).
+AugmentRegion AugmentInput(const std::vector<AugmentStep>& steps, AugmentRegion region, int64_t w, int64_t h);
+
 // Applies `steps` in order to every frame, computing only what the pixels inside `region` of the
 // result depend on; pixels outside it are unspecified. Inside, the result is exactly that of
 // ApplyAugmentOp applied step by step: the training path crops after RandAugment, so work on what

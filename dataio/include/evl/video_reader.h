@@ -18,6 +18,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "evl/video_list.h"
@@ -65,9 +66,11 @@ class VideoReader {
   const VideoInfo& info() const;
 
   // Frames at presentation indices (any order, repeats allowed), RGB uint8 [N, H, W, 3] in the
-  // order of `indices`. out_h/out_w = 0 keeps the native size. Throws DataError if a frame cannot
-  // be decoded (corrupt or truncated stream).
-  at::Tensor Decode(const std::vector<int64_t>& indices, int out_h = 0, int out_w = 0);
+  // order of `indices`. out_h/out_w = 0 keeps the native size. At native size, `rows` = [first,
+  // last) converts only those rows to RGB (what a crop keeps); the others hold unspecified values.
+  // Throws DataError if a frame cannot be decoded (corrupt or truncated stream).
+  at::Tensor Decode(const std::vector<int64_t>& indices, int out_h = 0, int out_w = 0,
+                    std::pair<int64_t, int64_t> rows = {0, -1});
 
   const DecodeStats& stats() const;
   void ResetStats();
