@@ -34,6 +34,28 @@ struct Frame {
   uint8_t& at(int64_t y, int64_t x, int c) const { return p[(y * w + x) * 3 + c]; }
 };
 
+// The kernels below are plain loops the compiler vectorizes (integer arithmetic, or float
+// operations it neither reorders nor fuses: -ffp-contract=off), so every version gives the same
+// bytes. EVL_AVX2_TWIN compiles a kernel's body a second time for AVX2 and picks one at run time
+// (not target_clones: its load-time resolver runs before ThreadSanitizer's runtime and crashes it).
+#ifdef EVL_X86
+bool HaveAvx2() {
+  static const bool have = __builtin_cpu_supports("avx2");
+  return have;
+}
+#define EVL_AVX2_TWIN(name, params, args)                                    \
+  __attribute__((target("avx2"))) void name##Avx2 params { name##Body args; } \
+  void name params {                                                          \
+    if (HaveAvx2())                                                           \
+      name##Avx2 args;                                                        \
+    else                                                                      \
+      name##Body args;                                                        \
+  }
+#else
+#define EVL_AVX2_TWIN(name, params, args) \
+  void name params { name##Body args; }
+#endif
+
 // The region's bytes of row y: [first, last).
 uint8_t* RowBegin(const Frame& f, int64_t y) { return f.p + (y * f.w + f.r.x0) * 3; }
 int64_t RowBytes(const Frame& f) { return (f.r.x1 - f.r.x0) * 3; }
@@ -49,9 +71,7 @@ void ApplyLut(const Frame& f, const std::array<Lut, 3>& lut) {
   }
 }
 
-// A pointwise op on every byte of the region, as a plain loop over each row's bytes: the compiler
-// vectorizes it (integer arithmetic, so every version gives the same bytes). target_clones adds
-// an AVX2 version chosen at load time where the CPU has it.
+// A pointwise op on every byte of the region, as a plain loop over each row's bytes.
 template <typename Op>
 __attribute__((always_inline)) inline void EachByte(const Frame& f, Op op) {
   for (int64_t y = f.r.y0; y < f.r.y1; ++y) {
@@ -61,18 +81,22 @@ __attribute__((always_inline)) inline void EachByte(const Frame& f, Op op) {
   }
 }
 
-__attribute__((target_clones("avx2", "default"))) void Invert(const Frame& f) {
+__attribute__((always_inline)) inline void InvertBody(const Frame& f) {
   EachByte(f, [](uint8_t v) { return static_cast<uint8_t>(255 - v); });
 }
-__attribute__((target_clones("avx2", "default"))) void Posterize(const Frame& f, uint8_t mask) {
+EVL_AVX2_TWIN(Invert, (const Frame& f), (f))
+__attribute__((always_inline)) inline void PosterizeBody(const Frame& f, uint8_t mask) {
   EachByte(f, [mask](uint8_t v) { return static_cast<uint8_t>(v & mask); });
 }
-__attribute__((target_clones("avx2", "default"))) void Solarize(const Frame& f, int threshold) {
+EVL_AVX2_TWIN(Posterize, (const Frame& f, uint8_t mask), (f, mask))
+__attribute__((always_inline)) inline void SolarizeBody(const Frame& f, int threshold) {
   EachByte(f, [threshold](uint8_t v) { return static_cast<uint8_t>(v < threshold ? v : 255 - v); });
 }
-__attribute__((target_clones("avx2", "default"))) void SolarizeAdd(const Frame& f, int add) {
+EVL_AVX2_TWIN(Solarize, (const Frame& f, int threshold), (f, threshold))
+__attribute__((always_inline)) inline void SolarizeAddBody(const Frame& f, int add) {
   EachByte(f, [add](uint8_t v) { return static_cast<uint8_t>(v < 128 ? std::min(255, v + add) : v); });
 }
+EVL_AVX2_TWIN(SolarizeAdd, (const Frame& f, int add), (f, add))
 
 std::array<std::array<int64_t, 256>, 3> Histograms(const Frame& f) {
   std::array<std::array<int64_t, 256>, 3> h{};
@@ -83,7 +107,7 @@ std::array<std::array<int64_t, 256>, 3> Histograms(const Frame& f) {
 
 // Each channel's lowest and highest value over the whole frame. 96 bytes are 32 pixels, so byte k
 // of every 96-byte block is always channel k % 3: the compiler vectorizes the blocks' loop.
-__attribute__((target_clones("avx2", "default"))) void ChannelRange(const Frame& f, int lo[3], int hi[3]) {
+__attribute__((always_inline)) inline void ChannelRangeBody(const Frame& f, int lo[3], int hi[3]) {
   uint8_t mn[96], mx[96];
   std::fill(mn, mn + 96, 255);
   std::fill(mx, mx + 96, 0);
@@ -99,6 +123,7 @@ __attribute__((target_clones("avx2", "default"))) void ChannelRange(const Frame&
   for (int k = 0; k < 96; ++k) lo[k % 3] = std::min<int>(lo[k % 3], mn[k]), hi[k % 3] = std::max<int>(hi[k % 3], mx[k]);
   for (int64_t i = blocks * 96; i < n; ++i) lo[i % 3] = std::min<int>(lo[i % 3], f.p[i]), hi[i % 3] = std::max<int>(hi[i % 3], f.p[i]);
 }
+EVL_AVX2_TWIN(ChannelRange, (const Frame& f, int lo[3], int hi[3]), (f, lo, hi))
 
 // ImageOps.autocontrast(cutoff=0): each band stretched from its lowest to its highest value (the
 // first and last non-empty histogram bins, i.e. its minimum and maximum).
@@ -148,20 +173,21 @@ uint8_t Luma(const uint8_t* rgb) { return static_cast<uint8_t>((rgb[0] * 19595 +
 // truncated, clipped (v <= 0 gives 0 and v >= 255 gives 255 either way). The compiler vectorizes
 // it without reordering or fusing the float operations (-ffp-contract=off), so every version gives
 // the same bytes.
-__attribute__((target_clones("avx2", "default"))) void BlendRow(uint8_t* px, const float* degenerate, int64_t n,
+__attribute__((always_inline)) inline void BlendRowBody(uint8_t* px, const float* degenerate, int64_t n,
                                                                 float alpha) {
   for (int64_t i = 0; i < n; ++i) {
     const float v = degenerate[i] + alpha * (static_cast<float>(px[i]) - degenerate[i]);
     px[i] = static_cast<uint8_t>(static_cast<int>(std::min(std::max(v, 0.0f), 255.0f)));
   }
 }
+EVL_AVX2_TWIN(BlendRow, (uint8_t* px, const float* degenerate, int64_t n, float alpha), (px, degenerate, n, alpha))
 
 // ImageFilter.SMOOTH (3x3, centre 5, divisor 13) of the bytes [from, to) of a row whose original
 // values are `cur`, with the original rows above and below. Pillow sums the nine products in float
 // and truncates s + 0.5. In integers: S = the 3x3 sum plus 4 x the centre, and (2 S + 13) / 26. The
 // same value: S / 13 + 0.5 is never within 1/26 of an integer (2 S + 13 is odd), far beyond the
 // float sum's error (< 2e-4 here).
-__attribute__((target_clones("avx2", "default"))) void SmoothRow(const uint8_t* above, const uint8_t* cur,
+__attribute__((always_inline)) inline void SmoothRowBody(const uint8_t* above, const uint8_t* cur,
                                                                  const uint8_t* below, int64_t from, int64_t to,
                                                                  float* out) {
   for (int64_t i = from; i < to; ++i) {
@@ -170,6 +196,7 @@ __attribute__((target_clones("avx2", "default"))) void SmoothRow(const uint8_t* 
     out[i - from] = static_cast<float>(std::min(255, (2 * sum + 13) / 26));
   }
 }
+EVL_AVX2_TWIN(SmoothRow, (const uint8_t* above, const uint8_t* cur, const uint8_t* below, int64_t from, int64_t to, float* out), (above, cur, below, from, to, out))
 
 // ImageEnhance.{Color, Contrast, Brightness, Sharpness}(img).enhance(factor): a blend with a
 // degenerate image — grey (luma), the mean luma, black, the SMOOTH-filtered image (its border
@@ -391,10 +418,6 @@ void Interleave8(const uint8_t* first, int64_t frame, int64_t b0, int64_t b1, ui
     for (int j = 0; j < 8; ++j) out[i * 8 + j] = first[j * frame + i];
 }
 
-bool HaveAvx2() {
-  static const bool have = __builtin_cpu_supports("avx2");
-  return have;
-}
 #endif
 
 // Every frame of a clip [T, H, W, 3]: output region `out`, which reads input region `in`.
