@@ -10,10 +10,8 @@
 #include <regex>
 #include <stdexcept>
 
-#if defined(__x86_64__) || defined(__i386__)
-#include <immintrin.h>
-#define EVL_X86 1
-#endif
+#include "cpu_features.h"
+
 
 namespace evl {
 namespace {
@@ -31,7 +29,6 @@ struct Frame {
   uint8_t* p;
   int64_t h, w;
   AugmentRegion r;
-  uint8_t& at(int64_t y, int64_t x, int c) const { return p[(y * w + x) * 3 + c]; }
 };
 
 // The kernels below are plain loops the compiler vectorizes (integer arithmetic, or float
@@ -39,10 +36,6 @@ struct Frame {
 // bytes. EVL_AVX2_TWIN compiles a kernel's body a second time for AVX2 and picks one at run time
 // (not target_clones: its load-time resolver runs before ThreadSanitizer's runtime and crashes it).
 #ifdef EVL_X86
-bool HaveAvx2() {
-  static const bool have = __builtin_cpu_supports("avx2");
-  return have;
-}
 #define EVL_AVX2_TWIN(name, params, args)                                    \
   __attribute__((target("avx2"))) void name##Avx2 params { name##Body args; } \
   void name params {                                                          \
@@ -227,12 +220,12 @@ void Enhance(const Frame& f, const std::string& kind, double factor) {
   if (f.r.y0 > 0) std::copy_n(f.p + (f.r.y0 - 1) * row_bytes, row_bytes, above.data());
   const int64_t inner0 = std::max<int64_t>(f.r.x0, 1) * 3, inner1 = std::min<int64_t>(f.r.x1, f.w - 1) * 3;
   for (int64_t y = f.r.y0; y < f.r.y1; ++y) {
-    uint8_t* row = f.p + y * row_bytes;
+    const uint8_t* row = f.p + y * row_bytes;
     std::copy_n(row, row_bytes, cur.data());
     for (int64_t i = 0; i < n; ++i) d[i] = cur[f.r.x0 * 3 + i];  // the border keeps its value
     if (y > 0 && y + 1 < f.h && inner0 < inner1)
       SmoothRow(above.data(), cur.data(), row + row_bytes, inner0, inner1, d.data() + (inner0 - f.r.x0 * 3));
-    BlendRow(row + f.r.x0 * 3, d.data(), n, alpha);
+    BlendRow(RowBegin(f, y), d.data(), n, alpha);
     std::swap(above, cur);
   }
 }
@@ -417,7 +410,6 @@ void Interleave8(const uint8_t* first, int64_t frame, int64_t b0, int64_t b1, ui
   for (; i < b1; ++i)
     for (int j = 0; j < 8; ++j) out[i * 8 + j] = first[j * frame + i];
 }
-
 #endif
 
 // Every frame of a clip [T, H, W, 3]: output region `out`, which reads input region `in`.

@@ -5,10 +5,8 @@
 #include <algorithm>
 #include <vector>
 
-#if defined(__x86_64__) || defined(__i386__)
-#include <immintrin.h>
-#define EVL_X86 1
-#endif
+#include "cpu_features.h"
+
 
 namespace evl {
 namespace {
@@ -89,11 +87,6 @@ __attribute__((target("avx2"))) void VerticalAvx2(const float* t, const float* b
     _mm256_storeu_ps(dst + x, _mm256_add_ps(_mm256_mul_ps(v, vg), vo));
   }
   for (; x < w; ++x) dst[x] = (l0 * t[x] + l1 * b[x]) * g + o;
-}
-
-bool HaveAvx2() {
-  static const bool have = __builtin_cpu_supports("avx2");
-  return have;
 }
 #endif
 
