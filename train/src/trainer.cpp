@@ -54,8 +54,7 @@ AutocastDtype AutocastOf(Precision p) {
 struct Window {
   Clock::time_point start = Clock::now();
   double data_wait_s = 0, comm_wait_s = 0;
-  double room_wait_s = 0;  // decode threads' time (summed) waiting because every batch ahead was ready
-  int workers = 1;
+  double decoders_idle_s = 0;  // per decode thread: time waiting because every batch ahead was ready
   int64_t clips = 0, steps = 0;
 };
 
@@ -66,7 +65,7 @@ void LogProgress(int64_t step, const TrainConfig& t, double loss, double top1, d
             << std::setprecision(1) << "  top1 " << top1 << "  top5 " << top5 << std::scientific << std::setprecision(2)
             << "  lr " << lr << std::fixed << std::setprecision(1) << "  clips/s " << cps << " (" << cps / world
             << "/rank)  data-wait " << 100 * w.data_wait_s / span << "% (decoders idle, queue full: "
-            << 100 * w.room_wait_s / (span * std::max(1, w.workers)) << "%)  comm-wait " << 100 * w.comm_wait_s / span
+            << 100 * w.decoders_idle_s / span << "%)  comm-wait " << 100 * w.comm_wait_s / span
             << "%  eta " << Hms(eta_s) << "  skipped "
             << skipped[0].item<int64_t>() << " attempt(s), " << skipped[1].item<int64_t>() << " file(s)";
 }
@@ -167,7 +166,8 @@ int RunTraining(const EvlConfig& input_config, Communicator& comm, const RankCon
   double last_top1 = -1;
   int64_t last_eval_step = -1;
   Window window;
-  double room_wait_seen = loader.counters().room_wait_s;
+  double room_wait_seen = loader.counters().room_wait_s;  // summed over the decode threads
+  const int decode_threads = std::max(1, loader.counters().workers);
   int nonfinite_steps = 0;  // in a row
   int64_t step = start_step;
   for (; step < t.num_steps(); ++step) {
@@ -178,9 +178,8 @@ int RunTraining(const EvlConfig& input_config, Communicator& comm, const RankCon
     const LoaderCounters after = loader.counters();
     window.data_wait_s += after.wait_s - before.wait_s;
     // Decode threads wait for room while this thread computes: count from the last step's reading.
-    window.room_wait_s += after.room_wait_s - room_wait_seen;
+    window.decoders_idle_s += (after.room_wait_s - room_wait_seen) / decode_threads;
     room_wait_seen = after.room_wait_s;
-    window.workers = after.workers;
     const double lr = LearningRate(t, step);
     for (auto& g : optimizer->param_groups()) static_cast<torch::optim::AdamWOptions&>(g.options()).lr(lr);
     model->train();
