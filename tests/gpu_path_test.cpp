@@ -9,7 +9,7 @@
 #include <future>
 #include <set>
 
-#include "../dist/src/collective_queue.h"
+#include "../worker/comm/src/collective_queue.h"
 #include "config.h"
 #include "evl/communicator.h"
 #include "evl/device_choice.h"

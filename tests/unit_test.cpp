@@ -11,7 +11,7 @@
 #include <set>
 #include <thread>
 
-#include "../train/src/train_state.h"
+#include "../worker/train/src/train_state.h"
 #include "config.h"
 #include "evl/abort.h"
 #include "evl/autocast.h"

@@ -4,10 +4,10 @@
 
 #include <algorithm>
 #include <cmath>
+#include <filesystem>
 #include <fstream>
 #include <random>
 
-#include "evl/file_util.h"
 #include "evl/video_list.h"
 #include "evl/video_writer.h"
 
@@ -170,11 +170,9 @@ RealisticReport WriteRealisticDataset(const RealisticOptions& o) {
   for (const auto& [w, h] : o.sizes)
     if (w % 2 || h % 2 || w < 16 || h < 16) throw DataError("synth --realistic: sizes must be even and at least 16x16");
   const std::string vdir = o.out_dir + "/videos";
-  try {
-    MakeDirectories(vdir);
-  } catch (const std::runtime_error& e) {
-    throw DataError(e.what());
-  }
+  std::error_code ec;
+  std::filesystem::create_directories(vdir, ec);
+  if (ec) throw DataError(vdir + ": cannot create the directory (" + ec.message() + ")");
   std::ofstream train(o.out_dir + "/train.txt"), val(o.out_dir + "/val.txt");
   if (!train || !val) throw DataError(o.out_dir + ": cannot write dataset lists");
   const int frames = std::max(1, static_cast<int>(std::lround(o.seconds * o.fps)));

@@ -3,10 +3,10 @@
 #include <xmmintrin.h>
 
 #include <cmath>
+#include <filesystem>
 #include <fstream>
 #include <random>
 
-#include "evl/file_util.h"
 #include "evl/video_list.h"
 #include "evl/video_writer.h"
 
@@ -85,11 +85,9 @@ void WriteSynthDataset(const SynthOptions& o) {
     throw DataError("synth: --size must be even and at least " + std::to_string(2 * kCodeBits) + "x" +
                     std::to_string(2 * kCodeRows));
   const std::string vdir = o.out_dir + "/videos";
-  try {
-    MakeDirectories(vdir);
-  } catch (const std::runtime_error& e) {
-    throw DataError(e.what());
-  }
+  std::error_code ec;
+  std::filesystem::create_directories(vdir, ec);
+  if (ec) throw DataError(vdir + ": cannot create the directory (" + ec.message() + ")");
   std::ofstream train(o.out_dir + "/train.txt"), val(o.out_dir + "/val.txt");
   if (!train || !val) throw DataError(o.out_dir + ": cannot write dataset lists");
   VideoWriterOptions wo;

@@ -1,4 +1,4 @@
-// Under ThreadSanitizer: the MPI communicator's collective queue (dist/src/collective_queue.h) with
+// Under ThreadSanitizer: the MPI communicator's collective queue (worker/comm/src/collective_queue.h) with
 // plain jobs instead of MPI calls: four threads submitting and waiting at once (with their own
 // deadlines), jobs that throw, and a queue destroyed with work still queued. This is evl's part of
 // the communicator's threading; the MPI calls themselves are OpenMPI's (see run_sanitized.sh).

@@ -1,6 +1,6 @@
 // The MPI backend's collective queue: jobs run in FIFO order on one communication thread, so that
 // collectives are issued in the same order on every rank whichever thread asked. Internal to
-// evl_dist; a header of its own so that its shutdown can be tested without MPI.
+// evl_comm; a header of its own so that its shutdown can be tested without MPI.
 #pragma once
 
 #include <glog/logging.h>

@@ -1,4 +1,4 @@
-// `evl train`: the EVL training loop of one rank (train/src/trainer.cpp, one page). The communicator
+// `evl train`: the EVL training loop of one rank (worker/train/src/trainer.cpp, one page). The communicator
 // is passed in; everything else (model, data, sampler, gradient reducer, optimizer, metrics) is
 // built from the config.
 #pragma once
