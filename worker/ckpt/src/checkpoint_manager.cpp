@@ -86,10 +86,14 @@ AsyncCheckpointer::~AsyncCheckpointer() {
   thread_.join();
 }
 
-void AsyncCheckpointer::Save(CheckpointState state) {
+void AsyncCheckpointer::Save(CheckpointState state) { Enqueue(std::move(state), /*best=*/false); }
+void AsyncCheckpointer::SaveBest(CheckpointState state) { Enqueue(std::move(state), /*best=*/true); }
+
+void AsyncCheckpointer::Enqueue(CheckpointState state, bool best) {
   std::unique_lock<std::mutex> l(mu_);
   cv_.wait(l, [&] { return !has_job_ && !busy_; });
   job_ = std::move(state);
+  job_is_best_ = best;
   has_job_ = true;
   cv_.notify_all();
 }
@@ -105,31 +109,37 @@ std::string AsyncCheckpointer::LastError() {
   return error_;
 }
 
+void AsyncCheckpointer::Publish(const std::string& path, int64_t step) {
+  WriteFileAtomically(run_dir_ + "/checkpoints/latest", fs::path(path).filename().string() + "\n");
+  // Retention only after the new file is durable, and only among the steps up to it: the file
+  // just written is never among those deleted.
+  int kept = 0;
+  for (const auto& old : ListCheckpoints(run_dir_)) {
+    if (StepOf(fs::path(old).filename().string()) > step) continue;
+    std::error_code ec;
+    if (++kept > keep_last_ && !fs::remove(old, ec) && ec) LOG(WARNING) << old << ": not deleted: " << ec.message();
+  }
+}
+
 void AsyncCheckpointer::Loop() {
   while (true) {
     CheckpointState job;
+    bool best = false;
     {
       std::unique_lock<std::mutex> l(mu_);
       cv_.wait(l, [&] { return stop_ || has_job_; });
       if (!has_job_) return;
       job = std::move(job_);
+      best = job_is_best_;
       has_job_ = false;
       busy_ = true;
     }
     std::string error;
-    const std::string path = CheckpointPath(run_dir_, job.step);
+    const std::string path = best ? BestCheckpointPath(run_dir_) : CheckpointPath(run_dir_, job.step);
     try {
       WriteCheckpointFile(path, job);
-      WriteFileAtomically(run_dir_ + "/checkpoints/latest", fs::path(path).filename().string() + "\n");
-      // Retention only after the new file is durable, and only among the steps up to it: the file
-      // just written is never among those deleted.
-      int kept = 0;
-      for (const auto& old : ListCheckpoints(run_dir_)) {
-        if (StepOf(fs::path(old).filename().string()) > job.step) continue;
-        std::error_code ec;
-        if (++kept > keep_last_ && !fs::remove(old, ec) && ec) LOG(WARNING) << old << ": not deleted: " << ec.message();
-      }
-      LOG(INFO) << "checkpoint saved: " << path;
+      if (!best) Publish(path, job.step);
+      LOG(INFO) << (best ? "best checkpoint saved: " : "checkpoint saved: ") << path;
     } catch (const std::exception& e) {
       error = e.what();
       LOG(ERROR) << "checkpoint NOT saved (older checkpoints untouched): " << error;

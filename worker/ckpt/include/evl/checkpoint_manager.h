@@ -28,10 +28,11 @@ std::string BestCheckpointPath(const std::string& run_dir);
 // Returns the files moved.
 std::vector<std::string> SetAsideCheckpointsAfter(const std::string& run_dir, int64_t step);
 
-// One background writer: Save() hands over a host copy and returns; at most one save in flight
-// (the next Save or Wait blocks until the previous one finished). After a successful write it
-// updates RUN_DIR/checkpoints/latest atomically (fsync) and deletes all but the newest keep_last files
-// of steps up to the one just written (never the file just written).
+// One background writer: Save() and SaveBest() hand over a host copy and return; at most one save
+// in flight (the next Save, SaveBest or Wait blocks until the previous one finished). After a
+// successful Save it updates RUN_DIR/checkpoints/latest atomically (fsync) and deletes all but the
+// newest keep_last files of steps up to the one just written (never the file just written);
+// SaveBest replaces best.evlckpt and touches nothing else.
 // A failed write is logged and reported by the next Save/Wait (LastError), never touching older files.
 class AsyncCheckpointer {
  public:
@@ -41,17 +42,22 @@ class AsyncCheckpointer {
   AsyncCheckpointer& operator=(const AsyncCheckpointer&) = delete;
 
   void Save(CheckpointState state);
+  void SaveBest(CheckpointState state);
   // Blocks until no save is in flight. Returns false if the last save failed.
   bool Wait();
   std::string LastError();
 
  private:
   void Loop();
+  void Enqueue(CheckpointState state, bool best);
+  // `latest` names `path`; retention among the steps up to `step`.
+  void Publish(const std::string& path, int64_t step);
   std::string run_dir_;
   int keep_last_;
   std::mutex mu_;
   std::condition_variable cv_;
   bool has_job_ = false, busy_ = false, stop_ = false;
+  bool job_is_best_ = false;
   CheckpointState job_;
   std::string error_;
   std::thread thread_;

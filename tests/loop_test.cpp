@@ -1,0 +1,145 @@
+// The training loop's components, each alone (worker/train/src): the divergence guard, when and
+// where the run's checkpoints are written (cadence, stop, best, keep-k), and when it evaluates.
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <filesystem>
+
+#include "../worker/train/src/divergence_guard.h"
+#include "../worker/train/src/periodic_evaluation.h"
+#include "../worker/train/src/run_checkpoints.h"
+#include "config.h"
+#include "evl/checkpoint_manager.h"
+#include "test_util.h"
+#include "tiny_model.h"
+
+namespace evl::test {
+namespace {
+
+namespace fs = std::filesystem;
+using Verdict = DivergenceGuard::Verdict;
+
+EvlConfig Effective(const std::vector<std::string>& overrides) { return LoadEffectiveConfig("", overrides); }
+
+// One rank alone: PeriodicEvaluation::Due asks nothing of it.
+class LoneCommunicator : public Communicator {
+ public:
+  struct Done : CommWork {
+    void Wait() override {}
+  };
+  int rank() const override { return 0; }
+  int world() const override { return 1; }
+  std::string backend() const override { return "lone"; }
+  std::shared_ptr<CommWork> AllReduceAsync(at::Tensor, ReduceOp, const std::string&) override {
+    return std::make_shared<Done>();
+  }
+  std::shared_ptr<CommWork> BroadcastAsync(at::Tensor, int, const std::string&) override {
+    return std::make_shared<Done>();
+  }
+  std::shared_ptr<CommWork> AllGatherAsync(at::Tensor, at::Tensor, const std::string&) override {
+    return std::make_shared<Done>();
+  }
+};
+
+TEST(DivergenceGuard, WithAScalerAnOverflowIsTheScalersBusiness) {
+  DivergenceGuard guard(/*patience=*/2, /*has_scaler=*/true, "run");
+  for (int64_t step = 1; step <= 5; ++step) EXPECT_EQ(guard.Check(step, 1.0, true, false, 1e-3), Verdict::kOk);
+}
+
+TEST(DivergenceGuard, PatienceCountsNonfiniteStepsInARowOnly) {
+  DivergenceGuard guard(/*patience=*/3, /*has_scaler=*/false, "run");
+  EXPECT_EQ(guard.Check(1, NAN, false, false, 1e-3), Verdict::kSkipped);
+  EXPECT_EQ(guard.Check(2, 1.0, true, false, 1e-3), Verdict::kSkipped) << "an overflow without a scaler";
+  EXPECT_EQ(guard.Check(3, 1.0, false, false, 1e-3), Verdict::kOk) << "a good step resets the count";
+  EXPECT_EQ(guard.Check(4, INFINITY, false, false, 1e-3), Verdict::kSkipped);
+  EXPECT_EQ(guard.Check(5, NAN, false, false, 1e-3), Verdict::kSkipped);
+  EXPECT_EQ(guard.Check(6, NAN, false, false, 1e-3), Verdict::kDiverged);
+  EXPECT_NE(guard.message().find("3 steps in a row"), std::string::npos) << guard.message();
+  EXPECT_NE(guard.message().find("(steps 4-6)"), std::string::npos) << guard.message();
+}
+
+TEST(DivergenceGuard, AnUpdateThatMadeParametersNonfiniteEndsTheRunAtOnce) {
+  DivergenceGuard guard(/*patience=*/100, /*has_scaler=*/true, "/some/run");
+  EXPECT_EQ(guard.Check(7, 1.0, false, true, 1e-3), Verdict::kDiverged);
+  EXPECT_NE(guard.message().find("the update of step 7"), std::string::npos) << guard.message();
+  EXPECT_NE(guard.message().find("/some/run/checkpoints"), std::string::npos) << guard.message();
+}
+
+struct LoopFixture {
+  explicit LoopFixture(const std::string& name, const std::vector<std::string>& overrides)
+      : run(ScratchDir(name)),
+        config(Effective([&] {
+          auto o = overrides;
+          o.push_back("train.run_dir=" + run);
+          return o;
+        }())),
+        model(TinyEvlOptions()),
+        optimizer(model->parameters()),
+        state{model, optimizer, nullptr} {}
+  std::string run;
+  EvlConfig config;
+  EVLTransformer model;
+  torch::optim::AdamW optimizer;
+  TrainState state;
+};
+
+std::vector<int64_t> StepsOnDisk(const std::string& run) {
+  std::vector<int64_t> steps;
+  for (const auto& path : ListCheckpoints(run)) steps.push_back(ReadCheckpointFile(path).step);
+  return steps;
+}
+
+TEST(RunCheckpoints, SavesOnTheCadenceAtTheLastStepAndOnAStopKeepingTheNewestK) {
+  LoopFixture f("loop_cadence", {"train.num_steps=10", "train.save_freq=4", "train.keep_last=2"});
+  {
+    RunCheckpoints checkpoints(f.config, 1, /*writer=*/true);
+    for (int64_t step = 1; step <= 10; ++step) checkpoints.MaybeSave(step, f.state, 1e-3, /*stop=*/step == 6);
+    EXPECT_TRUE(checkpoints.Finish());
+  }
+  EXPECT_EQ(StepsOnDisk(f.run), (std::vector<int64_t>{10, 8})) << "saved 4, 6 (stop), 8, 10; kept the newest 2";
+}
+
+TEST(RunCheckpoints, OnlyTheWriterWrites) {
+  LoopFixture f("loop_not_writer", {"train.num_steps=2", "train.save_freq=1"});
+  RunCheckpoints checkpoints(f.config, 2, /*writer=*/false);
+  checkpoints.MaybeSave(1, f.state, 1e-3, false);
+  EvalReport report;
+  report.top1_all = 50;
+  checkpoints.MaybeSaveBest(report, 1, &f.state, 1e-3);
+  EXPECT_TRUE(checkpoints.Finish());
+  EXPECT_FALSE(fs::exists(f.run + "/checkpoints"));
+}
+
+TEST(RunCheckpoints, TheBestIsWrittenInTheBackgroundAndOnlyWhenBeaten) {
+  LoopFixture f("loop_best", {"train.num_steps=10", "train.save_freq=0", "eval.keep_best=true"});
+  RunCheckpoints checkpoints(f.config, 1, /*writer=*/true);
+  EvalReport report;
+  for (auto [step, top1] : std::vector<std::pair<int64_t, double>>{{2, 40}, {4, 60}, {6, 55}}) {
+    report.top1_all = top1;
+    checkpoints.MaybeSaveBest(report, step, &f.state, 1e-3);
+  }
+  ASSERT_TRUE(checkpoints.Finish());
+  EXPECT_EQ(f.state.best_top1, 60);
+  EXPECT_EQ(f.state.best_step, 4);
+  const CheckpointState best = ReadCheckpointFile(BestCheckpointPath(f.run));
+  EXPECT_EQ(best.step, 4);
+  EXPECT_TRUE(ListCheckpoints(f.run).empty()) << "a best checkpoint is not a rotating one";
+  EXPECT_FALSE(fs::exists(f.run + "/checkpoints/latest")) << "latest names rotating checkpoints only";
+}
+
+TEST(PeriodicEvaluation, DueEveryEvalFreqStepsAndAtTheLastButNotOnAStopOrWithoutAValList) {
+  LoopFixture f("loop_eval", {"train.num_steps=10", "train.eval_freq=4", "data.val_list=/x/val.txt"});
+  LoneCommunicator comm;
+  PeriodicEvaluation evaluation(f.model, f.config, comm, torch::kCPU, nullptr);
+  std::vector<int64_t> due;
+  for (int64_t step = 1; step <= 10; ++step)
+    if (evaluation.Due(step, false)) due.push_back(step);
+  EXPECT_EQ(due, (std::vector<int64_t>{4, 8, 10}));
+  EXPECT_FALSE(evaluation.Due(8, /*stop=*/true));
+  LoopFixture none("loop_eval_none", {"train.num_steps=10", "train.eval_freq=4"});
+  PeriodicEvaluation without(none.model, none.config, comm, torch::kCPU, nullptr);
+  EXPECT_FALSE(without.Due(4, false));
+}
+
+}  // namespace
+}  // namespace evl::test
