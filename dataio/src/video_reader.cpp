@@ -35,6 +35,31 @@ struct PacketInfo {
   bool key;
 };
 
+// What a demux-only pass over a file's packets tells (Open builds it; nothing is decoded): every
+// frame's presentation timestamp in presentation order, and the keyframes to seek to.
+struct PacketIndex {
+  std::vector<int64_t> frame_pts;                      // presentation order
+  std::vector<std::pair<int64_t, int64_t>> keyframes;  // (pts, dts), pts-sorted
+  // Which keyframe interval `pts` lies in: the number of keyframes at or before it.
+  int64_t KeyframeSlot(int64_t pts) const {
+    return std::upper_bound(keyframes.begin(), keyframes.end(), std::make_pair(pts, INT64_MAX)) - keyframes.begin();
+  }
+  // The keyframe at or before `pts` (the first one if none is).
+  const std::pair<int64_t, int64_t>& KeyframeBefore(int64_t pts) const {
+    const int64_t slot = KeyframeSlot(pts);
+    return keyframes[slot == 0 ? 0 : slot - 1];
+  }
+};
+
+// The frames Decode was asked for, by pts, as converted.
+using FrameMap = std::map<int64_t, torch::Tensor>;
+
+// How Decode converts a frame: size, and at native size the rows a crop keeps.
+struct ConvertSpec {
+  int out_h, out_w;
+  std::pair<int64_t, int64_t> rows;
+};
+
 // The key the official loader sorts frames by: PyAV's frame.pts, i.e. AVFrame::pts as the decoder
 // returns it (not best_effort_timestamp, which differs from it on many files).
 int64_t FrameKey(const AVFrame* f) { return f->pts; }
@@ -50,8 +75,7 @@ struct VideoReader::State {
   SwsContext* sws = nullptr;
   int stream = -1;
   VideoInfo info;
-  std::vector<int64_t> frame_pts;            // presentation order
-  std::vector<std::pair<int64_t, int64_t>> keyframes;  // (pts, dts), pts-sorted
+  PacketIndex index;
   bool sequential = false;  // the packets do not say which frame is which: decode from the start
   // Files whose decoded frames disagreed with their packets: the order decoding gave, by path.
   std::map<std::string, std::vector<int64_t>> decoded_order;
@@ -66,8 +90,7 @@ struct VideoReader::State {
   void Close() {
     avcodec_free_context(&dec);
     avformat_close_input(&fmt);
-    frame_pts.clear();
-    keyframes.clear();
+    index = PacketIndex();
     sequential = false;
     info = VideoInfo();
   }
@@ -76,7 +99,9 @@ struct VideoReader::State {
   // Converts the decoder's current frame to RGB24 at out_w x out_h. At native size, only rows
   // [rows.first, rows.second) are converted (from the chroma row pair at or above the first); the
   // others are left unwritten.
-  torch::Tensor Convert(int out_h, int out_w, std::pair<int64_t, int64_t> rows) {
+  torch::Tensor Convert(const ConvertSpec& spec) {
+    const int out_h = spec.out_h, out_w = spec.out_w;
+    const auto rows = spec.rows;
     auto t1 = Clock::now();
     const auto format = static_cast<AVPixelFormat>(frame->format);
     const AVPixFmtDescriptor* desc = av_pix_fmt_desc_get(format);
@@ -206,12 +231,124 @@ struct VideoReader::State {
 
   void RememberDecodedOrder(std::vector<int64_t> order) {
     if (decoded_order.size() >= 4096) decoded_order.clear();
-    frame_pts = order;
+    index.frame_pts = order;
     decoded_order[path] = std::move(order);
-    info.num_frames = static_cast<int64_t>(frame_pts.size());
+    info.num_frames = static_cast<int64_t>(index.frame_pts.size());
     sequential = true;
   }
+
+  // Open's demux-only pass: the packet index, and what it says about the stream (whether every
+  // packet has a pts, whether each pts is its packet's dts, rising: no reordering).
+  PacketIndex IndexPackets(bool* packets_without_pts, bool* in_order, size_t* num_packets);
+
+  // The seek path: the wanted frames, grouped by the keyframe interval they lie in, each group
+  // decoded from the keyframe before it. False if a frame was not where the packets put it.
+  bool DecodeBySeeking(const std::set<int64_t>& want, const ConvertSpec& spec, FrameMap* got);
+  bool DecodeGroup(const std::set<int64_t>& group, const ConvertSpec& spec, FrameMap* got);
+  // The decode-all path: every frame from the start like the official loader (a later frame with
+  // the same key replaces an earlier one). Throws FrameOrderChanged when the decoded order is not
+  // the one the packets promised.
+  void DecodeAll(const std::set<int64_t>& want, const ConvertSpec& spec, FrameMap* got);
 };
+
+PacketIndex VideoReader::State::IndexPackets(bool* packets_without_pts, bool* in_order, size_t* num_packets) {
+  std::vector<PacketInfo> packets;
+  *packets_without_pts = false;  // also: packets sharing a pts (the official keeps the last frame)
+  *in_order = true;
+  while (av_read_frame(fmt, pkt) >= 0) {
+    // Packets an edit list discards produce no frame the official decode loop would see.
+    if (pkt->stream_index == stream && !(pkt->flags & AV_PKT_FLAG_DISCARD)) {
+      *packets_without_pts |= pkt->pts == AV_NOPTS_VALUE;
+      *in_order = *in_order && pkt->pts != AV_NOPTS_VALUE && pkt->pts == pkt->dts &&
+                  (packets.empty() || pkt->pts > packets.back().pts);
+      int64_t pts = pkt->pts != AV_NOPTS_VALUE ? pkt->pts : pkt->dts;
+      if (pts == AV_NOPTS_VALUE) pts = static_cast<int64_t>(packets.size());
+      packets.push_back({pts, pkt->dts, (pkt->flags & AV_PKT_FLAG_KEY) != 0});
+    }
+    av_packet_unref(pkt);
+  }
+  PacketIndex index;
+  for (const auto& p : packets) {
+    index.frame_pts.push_back(p.pts);
+    if (p.key) index.keyframes.emplace_back(p.pts, p.dts);
+  }
+  std::sort(index.frame_pts.begin(), index.frame_pts.end());
+  index.frame_pts.erase(std::unique(index.frame_pts.begin(), index.frame_pts.end()), index.frame_pts.end());
+  std::sort(index.keyframes.begin(), index.keyframes.end());
+  *num_packets = packets.size();
+  return index;
+}
+
+bool VideoReader::State::DecodeGroup(const std::set<int64_t>& group, const ConvertSpec& spec, FrameMap* got) {
+  const int64_t first = *group.begin();
+  const auto& kf = index.KeyframeBefore(first);
+  if (kf.second == AV_NOPTS_VALUE)
+    avformat_seek_file(fmt, stream, INT64_MIN, INT64_MIN, INT64_MIN, AVSEEK_FLAG_BACKWARD);
+  else
+    av_seek_frame(fmt, stream, kf.second, AVSEEK_FLAG_BACKWARD);
+  avcodec_flush_buffers(dec);
+  size_t found = 0;
+  bool overshot = false;
+  auto take = [&](int64_t pts) {
+    if (found == 0 && pts != AV_NOPTS_VALUE && pts > first) overshot = true;
+    if (group.count(pts) && !got->count(pts)) {
+      (*got)[pts] = Convert(spec);
+      ++found;
+    }
+  };
+  bool eof = false;
+  while (found < group.size() && !overshot) {
+    if (av_read_frame(fmt, pkt) < 0) {
+      eof = true;
+      break;
+    }
+    if (pkt->stream_index == stream) {
+      const int64_t pts = pkt->pts != AV_NOPTS_VALUE ? pkt->pts : pkt->dts;
+      // A frame no one asked for may be skipped if nothing refers to it.
+      dec->skip_frame = group.count(pts) ? AVDISCARD_DEFAULT : AVDISCARD_NONREF;
+      SendAndDrain(pkt, take);
+    }
+    av_packet_unref(pkt);
+  }
+  if (eof && found < group.size()) {
+    dec->skip_frame = AVDISCARD_DEFAULT;
+    SendAndDrain(nullptr, take);
+  }
+  return !overshot && found == group.size();
+}
+
+bool VideoReader::State::DecodeBySeeking(const std::set<int64_t>& want, const ConvertSpec& spec, FrameMap* got) {
+  // Sparse samples of a short-GOP video: where a keyframe lies between two wanted frames, seek to
+  // it instead of decoding the reference frames in between (what `evl data prepare` is for).
+  std::vector<std::set<int64_t>> groups;
+  int64_t group_slot = -1;
+  for (int64_t pts : want) {
+    const int64_t slot = index.KeyframeSlot(pts);
+    if (groups.empty() || slot > group_slot) groups.emplace_back();
+    groups.back().insert(pts);
+    group_slot = slot;
+  }
+  for (const auto& g : groups)
+    if (!DecodeGroup(g, spec, got)) return false;
+  return got->size() == want.size();
+}
+
+void VideoReader::State::DecodeAll(const std::set<int64_t>& want, const ConvertSpec& spec, FrameMap* got) {
+  got->clear();
+  std::vector<int64_t> keys;
+  DecodeFromStart([&](int64_t key) {
+    keys.push_back(key);
+    if (want.count(key)) (*got)[key] = Convert(spec);
+  });
+  if (keys.empty()) Fail("has no decodable video frame");
+  auto order = DecodedOrder(keys);
+  const bool same = order == index.frame_pts;
+  const int64_t promised = info.num_frames;
+  RememberDecodedOrder(std::move(order));  // this file takes the decode-all path from now on
+  if (!same)
+    throw FrameOrderChanged(path + ": decoding gives " + std::to_string(info.num_frames) + " frames in another order than its " +
+                            std::to_string(promised) + " packets promised; draw the frame indices again (Open it anew)");
+}
 
 VideoReader::VideoReader() : s_(new State) { av_log_set_level(AV_LOG_QUIET); }
 VideoReader::~VideoReader() = default;
@@ -231,24 +368,9 @@ void VideoReader::Open(const std::string& path) {
   // reorder delay is 0 either way), and the probe's decoding is saved: this is what `evl data
   // prepare` writes. Any other file is probed as PyAV probes it.
   const bool probed = s.OpenDemuxer(State::kUnlessMp4);
-  int rc = 0;
-
-  // Demux-only pass: presentation order and keyframes, without decoding anything.
-  std::vector<PacketInfo> packets;
-  bool packets_without_pts = false;  // also: packets sharing a pts (the official keeps the last frame)
-  bool in_order = true;              // every pts is its packet's dts, rising
-  while ((rc = av_read_frame(s.fmt, s.pkt)) >= 0) {
-    // Packets an edit list discards produce no frame the official decode loop would see.
-    if (s.pkt->stream_index == s.stream && !(s.pkt->flags & AV_PKT_FLAG_DISCARD)) {
-      packets_without_pts |= s.pkt->pts == AV_NOPTS_VALUE;
-      in_order = in_order && s.pkt->pts != AV_NOPTS_VALUE && s.pkt->pts == s.pkt->dts &&
-                 (packets.empty() || s.pkt->pts > packets.back().pts);
-      int64_t pts = s.pkt->pts != AV_NOPTS_VALUE ? s.pkt->pts : s.pkt->dts;
-      if (pts == AV_NOPTS_VALUE) pts = static_cast<int64_t>(packets.size());
-      packets.push_back({pts, s.pkt->dts, (s.pkt->flags & AV_PKT_FLAG_KEY) != 0});
-    }
-    av_packet_unref(s.pkt);
-  }
+  bool packets_without_pts = false, in_order = true;
+  size_t num_packets = 0;
+  s.index = s.IndexPackets(&packets_without_pts, &in_order, &num_packets);
   if (!probed && !(in_order && s.fmt->streams[s.stream]->codecpar->codec_id == AV_CODEC_ID_H264)) {
     avformat_close_input(&s.fmt);
     s.OpenDemuxer(State::kAlways);
@@ -256,35 +378,30 @@ void VideoReader::Open(const std::string& path) {
   s.OpenDecoder();
   AVStream* st = s.fmt->streams[s.stream];
   const AVCodec* codec = s.dec->codec;
-  if (packets.empty()) s.Fail("has zero video frames");
-  for (const auto& p : packets) {
-    s.frame_pts.push_back(p.pts);
-    if (p.key) s.keyframes.emplace_back(p.pts, p.dts);
-  }
-  std::sort(s.frame_pts.begin(), s.frame_pts.end());
-  s.frame_pts.erase(std::unique(s.frame_pts.begin(), s.frame_pts.end()), s.frame_pts.end());
-  std::sort(s.keyframes.begin(), s.keyframes.end());
+  if (num_packets == 0) s.Fail("has zero video frames");
   // Packets without pts (AVI with packed B-frames) cannot say which frame is which: then the order
   // is the one decoding gives, found once per file and remembered (as for any file whose decoded
   // frames disagreed with its packets, see Decode).
+  std::vector<int64_t>& frame_pts = s.index.frame_pts;
   if (auto known = s.decoded_order.find(path); known != s.decoded_order.end()) {
-    s.frame_pts = known->second;
+    frame_pts = known->second;
     s.sequential = true;
-  } else if (packets_without_pts || s.frame_pts.size() < packets.size()) {
+  } else if (packets_without_pts || frame_pts.size() < num_packets) {
     std::vector<int64_t> keys;
     s.DecodeFromStart([&](int64_t key) { keys.push_back(key); });
     if (keys.empty()) s.Fail("has no decodable video frame");
     s.RememberDecodedOrder(s.DecodedOrder(keys));
   }
-  if (s.keyframes.empty() || s.keyframes.front().first > s.frame_pts.front())
-    s.keyframes.insert(s.keyframes.begin(), {s.frame_pts.front(), AV_NOPTS_VALUE});
+  auto& keyframes = s.index.keyframes;
+  if (keyframes.empty() || keyframes.front().first > frame_pts.front())
+    keyframes.insert(keyframes.begin(), {frame_pts.front(), AV_NOPTS_VALUE});
 
-  s.info.num_frames = static_cast<int64_t>(s.frame_pts.size());
+  s.info.num_frames = static_cast<int64_t>(frame_pts.size());
   s.info.width = st->codecpar->width;
   s.info.height = st->codecpar->height;
   s.info.fps = av_q2d(st->avg_frame_rate);
-  s.info.duration_s = s.frame_pts.front() == AV_NOPTS_VALUE ? 0
-                                                              : (s.frame_pts.back() - s.frame_pts.front()) * av_q2d(st->time_base);
+  s.info.duration_s =
+      frame_pts.front() == AV_NOPTS_VALUE ? 0 : (frame_pts.back() - frame_pts.front()) * av_q2d(st->time_base);
   s.info.codec = codec->name;
   if (s.info.width <= 0 || s.info.height <= 0) s.Fail("video stream has no frame size");
   s.stats.open_s += Since(t0);
@@ -299,102 +416,22 @@ at::Tensor VideoReader::Decode(const std::vector<int64_t>& indices, int out_h, i
     out_h = s.info.height;
     out_w = s.info.width;
   }
+  const ConvertSpec spec{out_h, out_w, rows};
   std::set<int64_t> want;
   for (int64_t i : indices) {
     if (i < 0 || i >= s.info.num_frames)
       s.Fail("frame " + std::to_string(i) + " requested, video has " + std::to_string(s.info.num_frames));
-    want.insert(s.frame_pts[i]);
+    want.insert(s.index.frame_pts[i]);
   }
-  std::map<int64_t, torch::Tensor> got;
-  auto keyframe_index = [&](int64_t pts) {
-    return std::upper_bound(s.keyframes.begin(), s.keyframes.end(), std::make_pair(pts, INT64_MAX)) -
-           s.keyframes.begin();
-  };
-
-  // Decodes the frames of `group` (pts) from the keyframe before its first one. False if a frame
-  // was not where the packets put it.
-  auto run = [&](const std::set<int64_t>& group) {
-    const int64_t first = *group.begin();
-    size_t found = 0;
-    auto it = std::upper_bound(s.keyframes.begin(), s.keyframes.end(), std::make_pair(first, INT64_MAX));
-    const auto& kf = it == s.keyframes.begin() ? s.keyframes.front() : *std::prev(it);
-    const int64_t target = kf.second == AV_NOPTS_VALUE ? INT64_MIN : kf.second;
-    if (target == INT64_MIN)
-      avformat_seek_file(s.fmt, s.stream, INT64_MIN, INT64_MIN, INT64_MIN, AVSEEK_FLAG_BACKWARD);
-    else
-      av_seek_frame(s.fmt, s.stream, target, AVSEEK_FLAG_BACKWARD);
-    avcodec_flush_buffers(s.dec);
-    bool overshot = false, eof = false;
-    auto take = [&](int64_t pts) {
-      if (found == 0 && pts != AV_NOPTS_VALUE && pts > first) overshot = true;
-      if (group.count(pts) && !got.count(pts)) {
-        got[pts] = s.Convert(out_h, out_w, rows);
-        ++found;
-      }
-    };
-    while (found < group.size() && !overshot) {
-      int rc = av_read_frame(s.fmt, s.pkt);
-      if (rc < 0) {
-        eof = true;
-        break;
-      }
-      if (s.pkt->stream_index == s.stream) {
-        const int64_t pts = s.pkt->pts != AV_NOPTS_VALUE ? s.pkt->pts : s.pkt->dts;
-        // A frame no one asked for may be skipped if nothing refers to it.
-        s.dec->skip_frame = group.count(pts) ? AVDISCARD_DEFAULT : AVDISCARD_NONREF;
-        s.SendAndDrain(s.pkt, take);
-      }
-      av_packet_unref(s.pkt);
-    }
-    if (eof && found < group.size()) {
-      s.dec->skip_frame = AVDISCARD_DEFAULT;
-      s.SendAndDrain(nullptr, take);
-    }
-    return !overshot && found == group.size();
-  };
-  // Sparse samples of a short-GOP video: where a keyframe lies between two wanted frames, seek to
-  // it instead of decoding the reference frames in between (what `evl data prepare` is for).
-  std::vector<std::set<int64_t>> groups;
-  int64_t group_kf = -1;
-  for (int64_t pts : want) {
-    const int64_t kf = keyframe_index(pts);
-    if (groups.empty() || kf > group_kf) groups.emplace_back();
-    groups.back().insert(pts);
-    group_kf = kf;
-  }
-  bool ok = !s.sequential;
-  if (ok)
-    for (const auto& g : groups) ok = ok && run(g);
-  if (!ok || got.size() < want.size()) {
-    // The fast path could not place every frame with certainty: decode like the official loader,
-    // where a later frame with the same key replaces an earlier one.
-    got.clear();
-    std::vector<int64_t> keys;
-    s.DecodeFromStart([&](int64_t key) {
-      keys.push_back(key);
-      if (want.count(key)) got[key] = s.Convert(out_h, out_w, rows);
-    });
-    if (keys.empty()) s.Fail("has no decodable video frame");
-    auto order = s.DecodedOrder(keys);
-    const bool same = order == s.frame_pts;
-    const int64_t promised = s.info.num_frames;
-    s.RememberDecodedOrder(std::move(order));  // this file takes the sequential path from now on
-    if (!same)
-      throw FrameOrderChanged(s.path + ": decoding gives " + std::to_string(s.info.num_frames) +
-                              " frames in another order than its " + std::to_string(promised) +
-                              " packets promised; draw the frame indices again (Open it anew)");
-  }
-  if (got.size() < want.size()) {
-    std::string missing;
-    for (int64_t i : indices)
-      if (!got.count(s.frame_pts[i])) {
-        missing = std::to_string(i);
-        break;
-      }
-    s.Fail("frame " + std::to_string(std::stoll(missing)) + " could not be decoded (corrupt or truncated stream)");
-  }
+  FrameMap got;
+  // The fast path, unless this file is known to need the official decode-all; and decode-all when
+  // the fast path could not place every frame with certainty.
+  if (s.sequential || !s.DecodeBySeeking(want, spec, &got)) s.DecodeAll(want, spec, &got);
+  for (int64_t i : indices)
+    if (!got.count(s.index.frame_pts[i]))
+      s.Fail("frame " + std::to_string(i) + " could not be decoded (corrupt or truncated stream)");
   std::vector<torch::Tensor> frames;
-  for (int64_t i : indices) frames.push_back(got[s.frame_pts[i]]);
+  for (int64_t i : indices) frames.push_back(got[s.index.frame_pts[i]]);
   return torch::stack(frames);
 }
 
