@@ -11,6 +11,7 @@
 
 #include "test_paths.h"
 #include "evl/checkpoint_manager.h"
+#include "evl/exit_status.h"
 #include "evl/npy.h"
 #include "evl/weights.h"
 #include "test_util.h"
@@ -94,8 +95,10 @@ TEST(CheckpointRetention, KeepsTheNewestAndUpdatesLatest) {
   const std::string dir = ScratchDir("ckpt_keep");
   {
     AsyncCheckpointer ck(dir, 2);
-    for (int64_t step : {10, 20, 30, 40}) ck.Save(SmallState(step));
-    EXPECT_TRUE(ck.Wait());
+    for (int64_t step : {10, 20, 30, 40}) {
+      ck.Save(SmallState(step));
+      EXPECT_TRUE(ck.Wait());  // each written (a save behind a write in flight may be replaced)
+    }
   }
   auto all = ListCheckpoints(dir);
   ASSERT_EQ(all.size(), 2u);
@@ -141,6 +144,55 @@ std::string TrainArgs(const std::string& dir, int steps) {
          " --set model.decoder.mlp_dropout=0.3 --set model.cls_dropout=0.3"
          " --set data.auto_augment=rand-m7-n4-mstd0.5-inc1 --set train.run_dir=" + dir;
 }
+
+// A run whose final checkpoint failed exited 0, and `evl submit --then-eval` evaluated an older
+// checkpoint as the final model. (A directory in the final checkpoint's place: its rename fails.)
+TEST(CheckpointWrite, ARunWhoseLastStateIsNotOnDiskDoesNotExit0) {
+  const std::string dir = ScratchDir("ckpt_final_fails");
+  RunCommand("mkdir -p " + CheckpointPath(dir, 4));
+  auto r = RunCommand(kEvl + " train" + TrainArgs(dir, 4));
+  EXPECT_EQ(r.status, kExitNotSaved) << r.output;
+  EXPECT_NE(r.output.find("the final state of this run is NOT on disk"), std::string::npos) << r.output;
+}
+
+// An unreadable checkpoints/ read as empty: the job started over at step 0 in the same run
+// directory. Tried: a plain file in its place trained every step, saved nothing, and exited 0.
+TEST(CheckpointRetention, AnUnreadableCheckpointsDirectoryIsAnErrorNotAnEmptyRun) {
+  const std::string dir = ScratchDir("ckpt_unreadable");
+  std::ofstream(dir + "/checkpoints") << "not a directory\n";
+  try {
+    ListCheckpoints(dir);
+    ADD_FAILURE() << "listed a plain file as an empty checkpoints directory";
+  } catch (const CheckpointError& e) {
+    EXPECT_NE(std::string(e.what()).find(dir + "/checkpoints: cannot list the checkpoints"), std::string::npos) << e.what();
+  }
+  EXPECT_TRUE(ListCheckpoints(ScratchDir("ckpt_none_yet")).empty()) << "no checkpoints/ yet is an empty run";
+  auto r = RunCommand(kEvl + " train" + TrainArgs(dir, 4));
+  EXPECT_NE(r.status, 0) << r.output;
+  EXPECT_NE(r.output.find(dir + "/checkpoints"), std::string::npos) << r.output;
+  EXPECT_FALSE(Exists(dir + "/metrics.jsonl")) << "trained although its checkpoints could not be saved";
+}
+
+// A requeued job redid steps: with train.auto_resume false it restarted at step 0, with --resume X
+// it resumed X again and set the newer checkpoints aside. It continues from the newest valid one.
+TEST(Resume, ARequeuedJobContinuesFromItsNewestCheckpoint) {
+  const std::string dir = ScratchDir("requeue_resume");
+  ASSERT_EQ(RunCommand(kEvl + " train" + TrainArgs(dir, 4) + " --set train.save_freq=2").status, 0);
+  const std::string requeued = "SLURM_JOB_ID=4242 SLURM_RESTART_COUNT=1 ";
+  auto r = RunCommand(requeued + kEvl + " train" + TrainArgs(dir, 6) + " --set train.save_freq=2 --force-resume"
+                      " --resume " + CheckpointPath(dir, 2));
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_NE(r.output.find("resumed from " + CheckpointPath(dir, 4)), std::string::npos) << r.output;
+  EXPECT_FALSE(Exists(dir + "/checkpoints/superseded-2")) << r.output;
+  auto off = RunCommand(requeued + kEvl + " train" + TrainArgs(dir, 8) +
+                        " --set train.save_freq=2 --set train.auto_resume=false --force-resume");
+  ASSERT_EQ(off.status, 0) << off.output;
+  EXPECT_NE(off.output.find("resumed from " + CheckpointPath(dir, 6)), std::string::npos) << off.output;
+  // A first run is not a requeue: --resume and train.auto_resume mean what they say.
+  auto first = RunCommand(kEvl + " train" + TrainArgs(dir, 8) + " --set train.auto_resume=false");
+  EXPECT_EQ(first.output.find("resumed from"), std::string::npos) << first.output;
+}
+
 
 class ExactResume : public ::testing::TestWithParam<std::pair<int, int>> {};
 
@@ -195,18 +247,38 @@ TEST(Resume, ChangedMathConfigIsRefusedUnlessForced) {
 
 TEST(Crash, KillDuringCheckpointWriteKeepsThePreviousOne) {
   const std::string dir = ScratchDir("ckpt_kill");
-  // Saves every 4 steps; each tensor write sleeps 40 ms so the second save is caught mid-write.
+  // Saves every 4 steps; each tensor write sleeps 40 ms so the second write is caught mid-way. The
+  // writer writes one checkpoint at a time (step 4 first); training goes on meanwhile, so the
+  // second write is of whichever step was newest when the first finished.
   const std::string cmd = "EVL_TEST_SLOW_CHECKPOINT_MS=40 " + kEvl + " train" + TrainArgs(dir, 1000) +
-                          " --set train.save_freq=4 > " + dir + "/log.txt 2>&1 & pid=$!; "
-                          "for i in $(seq 1 600); do ls " + dir + "/checkpoints/ckpt-00000008.evlckpt.tmp.* "
-                          ">/dev/null 2>&1 && break; sleep 0.05; done; kill -9 $pid; wait $pid; true";
-  RunCommand(cmd);
+                          " --set train.save_freq=4 --set train.keep_last=100 > " + dir + "/log.txt 2>&1 & pid=$!; "
+                          "for i in $(seq 1 1200); do ls " + dir + "/checkpoints/ 2>/dev/null | grep -v '^ckpt-00000004' | "
+                          "grep -q '[.]tmp[.]' && break; sleep 0.05; done; kill -9 $pid; wait $pid; ls " + dir +
+                          "/checkpoints/ | grep '[.]tmp[.]' | head -1";
+  const std::string cut = RunCommand(cmd).output;  // the write that was cut off
   ASSERT_TRUE(Exists(CheckpointPath(dir, 4)));
-  EXPECT_FALSE(Exists(CheckpointPath(dir, 8))) << "the killed write must not appear complete";
+  ASSERT_NE(cut.find(".evlckpt.tmp."), std::string::npos) << cut;
+  EXPECT_FALSE(Exists(dir + "/checkpoints/" + cut.substr(0, cut.find(".tmp.")))) << "the killed write must not appear complete";
   EXPECT_EQ(RunCommand(kEvl + " ckpt verify " + CheckpointPath(dir, 4)).status, 0);
   EXPECT_EQ(FindNewestValidCheckpoint(dir, nullptr), CheckpointPath(dir, 4));
+  EXPECT_NE(RunCommand("ls " + dir + "/checkpoints").output.find(".tmp."), std::string::npos) << "no write was cut off";
   auto r = RunCommand(kEvl + " train" + TrainArgs(dir, 1000) + " --set train.save_freq=4 --set train.num_steps=6 --force-resume");
   EXPECT_NE(r.output.find("ckpt-00000004"), std::string::npos) << r.output;
+  // The killed write's temporary file is gone once a job owns the run directory again.
+  auto ls = RunCommand("ls " + dir + "/checkpoints");
+  EXPECT_EQ(ls.output.find(".tmp."), std::string::npos) << ls.output;
+}
+
+// Resume set later checkpoints aside but left `latest` naming one of them.
+TEST(Resume, LatestNeverNamesAFileSetAside) {
+  const std::string dir = ScratchDir("latest_set_aside");
+  for (int64_t step : {2, 4, 6}) WriteCheckpointFile(CheckpointPath(dir, step), SmallState(step));
+  std::ofstream(dir + "/checkpoints/latest") << "ckpt-00000006.evlckpt\n";
+  SetAsideCheckpointsAfter(dir, 2);
+  std::ifstream latest(dir + "/checkpoints/latest");
+  std::string name;
+  std::getline(latest, name);
+  EXPECT_EQ(name, "ckpt-00000002.evlckpt");
 }
 
 // The other rank waits in a collective while rank 0 writes the stop checkpoint. That wait used the

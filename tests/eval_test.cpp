@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 #include <torch/torch.h>
 
+#include <filesystem>
 #include <fstream>
 #include <regex>
 
@@ -132,6 +133,35 @@ TEST(DistributedEval, CorruptVideoIsReportedAndCounted) {
   ASSERT_EQ(scores.sizes(), (std::vector<int64_t>{7, 4}));
   EXPECT_TRUE(scores[6].isnan().all().item<bool>());
   EXPECT_NEAR(scores[0][p[0]["top5"][0][0].get<int>()].item<double>(), p[0]["top5"][0][1].get<double>(), 1e-6);
+}
+
+// A video path in any encoding must not stop a job. A (corrupt) file named with the bytes 0xff 0xfe
+// made nlohmann's dump() throw on rank 0 (exit 1, and Open MPI failed while printing the error),
+// at the same evaluation after every requeue. A long reason was cut at 239 bytes, possibly inside
+// a UTF-8 sequence.
+TEST(DistributedEval, APathInAnyEncodingIsReportedNotFatal) {
+  const EvalSetup& s = Prepared();
+  const std::string out = ScratchDir("eval_bytes_" + std::to_string(getpid()));
+  const std::string bad_name = "videos/bad-\xff\xfe-" + std::string(300, 'x') + "-\xc3\xa9.mp4";
+  const std::string top = std::filesystem::absolute(s.dir).string();  // not under data.data_root
+  { std::ofstream(top + "/" + bad_name) << "not a video"; }
+  const std::string list = out + "/list.txt";
+  {
+    std::ifstream good(s.good_list);
+    std::ofstream l(list);
+    l << good.rdbuf() << top << "/" << bad_name << " 1\n";
+  }
+  auto r = RunCommand(EvalCmd(s, 2, list, out));
+  ASSERT_EQ(r.status, 0) << r.output;
+  auto p = Predictions(out);  // every line parses: valid UTF-8 JSON
+  ASSERT_EQ(p.size(), 8u);
+  EXPECT_FALSE(p[7]["decoded"].get<bool>());
+  // path_hex keeps the bytes: "bad-" 0xff 0xfe "-" where they are in the path.
+  EXPECT_EQ(p[7]["path_hex"].get<std::string>().find("6261642d" "fffe" "2d"), 2 * (top.size() + 8)) << p[7].dump();
+  EXPECT_EQ(p[7]["path_hex"].get<std::string>().size(), 2 * (top.size() + bad_name.size() + 1));
+  const std::string error = p[7]["error"].get<std::string>();
+  EXPECT_GT(error.size(), 300u) << "the reason was cut short: " << error;
+  EXPECT_NE(error.find("x-\xc3\xa9.mp4"), std::string::npos) << error;
 }
 
 TEST(DistributedEval, CheckpointEvaluationMatchesTheTrainingLog) {

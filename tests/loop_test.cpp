@@ -4,8 +4,10 @@
 #include <torch/torch.h>
 
 #include <filesystem>
+#include <fstream>
 
 #include "../worker/train/src/divergence_guard.h"
+#include "../worker/train/src/metrics.h"
 #include "../worker/train/src/periodic_evaluation.h"
 #include "../worker/train/src/run_checkpoints.h"
 #include "config.h"
@@ -93,8 +95,12 @@ TEST(RunCheckpoints, SavesOnTheCadenceAtTheLastStepAndOnAStopKeepingTheNewestK) 
   LoopFixture f("loop_cadence", {"train.num_steps=10", "train.save_freq=4", "train.keep_last=2"});
   {
     RunCheckpoints checkpoints(f.config, 1, /*writer=*/true);
-    for (int64_t step = 1; step <= 10; ++step) checkpoints.MaybeSave(step, f.state, 1e-3, /*stop=*/step == 6);
-    EXPECT_TRUE(checkpoints.Finish());
+    for (int64_t step = 1; step <= 10; ++step) {
+      checkpoints.MaybeSave(step, f.state, 1e-3, /*stop=*/step == 6);
+      // Each write done before the next step: a save behind a write in flight may be replaced by a
+      // newer one (ASaveNeverWaitsForTheWriteInFlight), which is not what this test is about.
+      EXPECT_TRUE(checkpoints.Finish());
+    }
   }
   EXPECT_EQ(StepsOnDisk(f.run), (std::vector<int64_t>{10, 8})) << "saved 4, 6 (stop), 8, 10; kept the newest 2";
 }
@@ -139,6 +145,22 @@ TEST(PeriodicEvaluation, DueEveryEvalFreqStepsAndAtTheLastButNotOnAStopOrWithout
   LoopFixture none("loop_eval_none", {"train.num_steps=10", "train.eval_freq=4"});
   PeriodicEvaluation without(none.model, none.config, comm, torch::kCPU, nullptr);
   EXPECT_FALSE(without.Due(4, false));
+}
+
+// metrics.jsonl dropped an abandoned continuation's lines on resume, but TensorBoard kept showing
+// them beside the resumed run. A restart marker (SessionLog START at the first step this start
+// logs) makes TensorBoard purge them.
+TEST(MetricsLog, AResumedRunMarksItsRestartForTensorBoard) {
+  const std::string run = ScratchDir("loop_tb_restart");
+  { MetricsLog log(run, /*resumed_at=*/4); }
+  std::string bytes;
+  for (const auto& e : fs::directory_iterator(run))
+    if (e.path().filename().string().rfind("events.out.tfevents.", 0) == 0) {
+      std::ifstream in(e.path(), std::ios::binary);
+      bytes.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+    }
+  // Event{step: 5, session_log: {status: START}} on the wire: field 2 = 5, field 6 = {field 1 = 1}.
+  EXPECT_NE(bytes.find(std::string("\x10\x05\x32\x02\x08\x01", 6)), std::string::npos);
 }
 
 }  // namespace

@@ -4,6 +4,7 @@
 #include <torch/torch.h>
 
 #include <chrono>
+#include <csignal>
 #include <dirent.h>
 #include <fcntl.h>
 #include <sys/file.h>
@@ -12,10 +13,12 @@
 #include <fstream>
 #include <regex>
 #include <set>
+#include <thread>
 
 #include "test_paths.h"
 #include "evl/checkpoint_manager.h"
 #include "evl/crc32c.h"
+#include "evl/exit_status.h"
 #include "evl/npy.h"
 #include "evl/loss_scaler.h"
 #include "evl/tensorboard.h"
@@ -258,10 +261,71 @@ TEST(Train, QuickstartLearnsAndWritesTensorBoard) {
     EXPECT_TRUE(tags.count(tag)) << tag << " missing";
 }
 
+// Every flock failure used to read "in use by another job": on Lustre without `-o flock` (ENOSYS)
+// or NFS without a lock manager (ENOLCK) no run could start. Only EWOULDBLOCK means another job.
+TEST(Train, ARunStartsWhereTheFilesystemHasNoFlock) {
+  const std::string d = ScratchDir("train_no_flock");
+  auto r = RunCommand("EVL_TEST_LOCK_FAILS=flock " + kEvl + " train" + SmallRun(d) + " --set train.num_steps=2");
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_NE(r.output.find("flock failed (No locks available"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("locked with a POSIX record lock instead"), std::string::npos) << r.output;
+  // No lock at all: a marker file stands for it, is removed at the end, and refuses a second job.
+  const std::string none = ScratchDir("train_no_locks");
+  auto m = RunCommand("EVL_TEST_LOCK_FAILS=all " + kEvl + " train" + SmallRun(none) + " --set train.num_steps=2");
+  ASSERT_EQ(m.status, 0) << m.output;
+  EXPECT_NE(m.output.find("no lock works on this filesystem"), std::string::npos) << m.output;
+  EXPECT_FALSE(std::ifstream(none + "/.lock.held").good()) << "the marker outlived its job";
+  std::ofstream(none + "/.lock.held") << "host other-node, pid 4242\n";
+  auto busy = RunCommand("EVL_TEST_LOCK_FAILS=all " + kEvl + " train" + SmallRun(none) + " --set train.num_steps=2");
+  EXPECT_EQ(busy.status, 2) << busy.output;
+  EXPECT_NE(busy.output.find("in use by another job (host other-node, pid 4242)"), std::string::npos) << busy.output;
+  EXPECT_NE(busy.output.find("delete " + none + "/.lock.held"), std::string::npos) << busy.output;
+}
+
+// A rank that fails with a known status: that status comes out of mpirun and evl launch. (A bad
+// --set, as this test once used, is refused by launch's own preflight before mpirun starts.)
 TEST(Launch, ForwardsFailureExitStatus) {
-  auto r = RunCommand(kEvl + " launch -n 2 -- train --set model.num_frames=abc");
-  EXPECT_NE(r.status, 0);
-  EXPECT_NE(r.output.find("model.num_frames"), std::string::npos) << r.output;
+  const std::string d = ScratchDir("launch_status");
+  auto r = RunCommand("EVL_TEST_EXIT_AT_STEP=3 " + kEvl + " launch -n 2 -- train" + SmallRun(d));
+  EXPECT_EQ(r.status, kExitTestCrash) << r.output;
+  EXPECT_NE(r.output.find("EVL_TEST_EXIT_AT_STEP: exiting at step 3"), std::string::npos) << r.output;
+}
+
+// SIGUSR1 (Slurm's time-limit warning) used to kill `evl launch` with status 138, leaving mpirun
+// and the ranks training on, orphaned. It is a stop request like SIGTERM.
+TEST(Launch, Sigusr1IsAStopRequestToo) {
+  const std::string d = ScratchDir("launch_sigusr1");
+  auto r = RunCommand("EVL_TEST_SIGNAL_LAUNCH_AT_STEP=4:USR1 " + kEvl + " launch -n 2 -- train" + SmallRun(d) +
+                      " --set train.num_steps=100000");
+  EXPECT_EQ(r.status, kExitPreempted) << r.output;
+  // The signal travels rank 0 -> evl launch -> mpirun -> the ranks: which step it meets is a race.
+  EXPECT_NE(r.output.find("stop signal: checkpoint saved at step"), std::string::npos) << r.output;
+  EXPECT_FALSE(ListCheckpoints(d).empty()) << r.output;
+}
+
+// Processes whose command line names `needle` (not the shell that runs pgrep: "[x]yz" matches
+// "xyz" but not itself).
+int ProcessesNaming(const std::string& needle) {
+  return std::stoi(RunCommand("pgrep -f -c -- '[" + needle.substr(0, 1) + "]" + needle.substr(1) + "' || true").output);
+}
+
+// An `evl launch` that dies (SIGKILL here) takes its job with it: mpirun has SIGTERM as its
+// parent-death signal. Before, the ranks trained on under init, holding the run directory.
+TEST(Launch, ItsJobDoesNotOutliveIt) {
+  const std::string d = ScratchDir("launch_killed");
+  // Quiet ranks: with output to forward, mpirun would die of SIGPIPE on its next write anyway; a job
+  // that has nothing to say for a while (print_freq, GLOG_minloglevel) is what was left running.
+  // Output to a file: the test's own pipe must not be held open by the processes it checks for.
+  auto r = RunCommand("GLOG_minloglevel=2 EVL_TEST_SIGNAL_LAUNCH_AT_STEP=3:KILL " + kEvl + " launch -n 2 -- train" +
+                      SmallRun(d) + " --set train.num_steps=100000 --set train.print_freq=100000 > " + d +
+                      "/log.txt 2>&1; echo \"status $?\"");
+  EXPECT_NE(r.output.find("status " + std::to_string(128 + SIGKILL)), std::string::npos) << r.output << ReadFile(d + "/log.txt");
+  // mpirun and the ranks end on their own; this bounds how long the test waits for them.
+  int left = 0;
+  for (int i = 0; i < 600 && (left = ProcessesNaming("train.run_dir=" + d)) > 0; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  EXPECT_EQ(left, 0) << "mpirun or ranks still running 60 s after evl launch died";
+  RunCommand("pkill -9 -f -- 'train.run_dir=" + d + "' || true");
 }
 
 // SIGTERM to `evl launch` used to reach mpirun, which SIGKILLed the ranks ~2 s later (cutting a slow

@@ -5,9 +5,11 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <condition_variable>
 #include <csignal>
 #include <filesystem>
 #include <fstream>
+#include <mutex>
 #include <set>
 #include <thread>
 
@@ -16,6 +18,7 @@
 #include "evl/abort.h"
 #include "evl/autocast.h"
 #include "evl/checkpoint_manager.h"
+#include "evl/fault_injection.h"
 #include "evl/file_util.h"
 #include "evl/grad_sync.h"
 #include "evl/ordered_prefetcher.h"
@@ -137,11 +140,37 @@ TEST(OrderedPrefetcher, StopsMidSequenceWhenDestroyed) {
 // 120 s and counting). A rank that aborts ends itself anyway after the grace period.
 TEST(AbortJobDeathTest, AnAbortThatHangsStillEndsTheProcess) {
   GTEST_FLAG_SET(death_test_style, "threadsafe");
-  EXPECT_EXIT(AbortWithin(1.0, 3, [] {
+  EXPECT_EXIT(AbortWithin(1.0, kExitStalled, {}, [] {
                 for (;;) pause();  // an MPI_Abort that never gets through
               }),
-              testing::ExitedWithCode(3), "did not end this process within 1 s");
-  EXPECT_EXIT(AbortWithin(60.0, 4, [] {}), testing::ExitedWithCode(4), "");  // an abort that returns
+              testing::ExitedWithCode(kExitStalled), "did not end this process within 1 s");
+  EXPECT_EXIT(AbortWithin(60.0, 6, {}, [] {}), testing::ExitedWithCode(6), "");  // an abort that returns
+}
+
+// A log sink that blocks: glog calls it holding its global mutex, as a thread stuck opening
+// logs/rankR.log on a shared filesystem whose link is down holds it.
+class BlockingSink : public google::LogSink {
+ public:
+  void send(google::LogSeverity, const char*, const char*, int, const struct ::tm*, const char*, size_t) override {
+    for (;;) pause();
+  }
+};
+
+// The stall report used to go through glog: with glog's mutex held elsewhere, neither the report
+// nor MPI_Abort nor the _Exit timer (started after them) ever ran, and the rank hung.
+TEST(AbortJobDeathTest, TheWatchdogDoesNotNeedGlog) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_EXIT(
+      {
+        static BlockingSink sink;
+        google::AddLogSink(&sink);
+        std::thread([] { LOG(WARNING) << "this thread now holds glog's mutex for good"; }).detach();
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));  // not needed for the outcome
+        AbortWithin(1.0, kExitStalled, [] { return "rank 1: collective #7 'x' did not complete"; }, [] {
+          LOG(ERROR) << "an abort path that logs";  // blocks on glog's mutex
+        });
+      },
+      testing::ExitedWithCode(kExitStalled), "rank 1: collective #7 'x' did not complete(.|\n)*did not end this process");
 }
 
 TEST(StopSignal, ASecondSigtermWhileAStopIsPendingRestoresTheDefaultAction) {
@@ -159,6 +188,23 @@ TEST(StopSignal, ASecondSigtermWhileAStopIsPendingRestoresTheDefaultAction) {
   ResetStopSignalForTest();
   signal(SIGTERM, SIG_DFL);
   signal(SIGUSR1, SIG_DFL);
+}
+
+// A scancel (SIGTERM) that arrived while the time limit's (SIGUSR1) checkpoint was written still led
+// to `scontrol requeue`: the first signal decided. The last one's meaning wins.
+TEST(StopSignal, ACancelDuringATimeLimitStopIsACancel) {
+  ResetStopSignalForTest();
+  raise(SIGUSR1);
+  EXPECT_TRUE(RequeueAfterStop(kExitPreempted));
+  EXPECT_FALSE(RequeueAfterStop(kExitStalled)) << "only a stop that saved a checkpoint requeues itself";
+  raise(SIGTERM);
+  EXPECT_EQ(StopSignal(), SIGUSR1);
+  EXPECT_EQ(LastStopSignal(), SIGTERM);
+  EXPECT_FALSE(RequeueAfterStop(kExitPreempted));
+  ResetStopSignalForTest();
+  raise(SIGTERM);
+  EXPECT_FALSE(RequeueAfterStop(kExitPreempted));
+  ResetStopSignalForTest();
 }
 
 TEST(Topology, LessThanMpiThreadMultipleIsAnError) {
@@ -353,11 +399,69 @@ TEST(Retention, TheFileJustWrittenIsNeverDeleted) {
 TEST(Retention, KeepsTheNewestKeepLastAndLatestNamesTheNewest) {
   const std::string run = ScratchDir("retention_keep");
   AsyncCheckpointer c(run, 2);
-  for (int64_t step : {1, 2, 3, 4}) c.Save(TinyState(step));
-  ASSERT_TRUE(c.Wait());
+  for (int64_t step : {1, 2, 3, 4}) {
+    c.Save(TinyState(step));
+    ASSERT_TRUE(c.Wait());  // each written (a save behind a write in flight may be replaced)
+  }
   EXPECT_EQ(ListCheckpoints(run), (std::vector<std::string>{CheckpointPath(run, 4), CheckpointPath(run, 3)}));
   EXPECT_EQ(Latest(run), "ckpt-00000004.evlckpt");
   EXPECT_FALSE(fs::exists(run + "/checkpoints/latest.tmp"));
+}
+
+// Blocks every checkpoint write until released, as a slow shared filesystem does.
+class HeldWrites : public FaultInjector {
+ public:
+  void DuringCheckpointWrite() override {
+    std::unique_lock<std::mutex> l(mu_);
+    entered_ = true;
+    cv_.notify_all();
+    // Bounded only so that a broken Save() fails this test instead of hanging it.
+    if (!cv_.wait_for(l, std::chrono::seconds(60), [&] { return released_; })) timed_out_ = released_ = true;
+  }
+  // Until the writer is inside a write (bounded like the above).
+  void AwaitWriting() {
+    std::unique_lock<std::mutex> l(mu_);
+    cv_.wait_for(l, std::chrono::seconds(60), [&] { return entered_; });
+  }
+  void Release() {
+    std::lock_guard<std::mutex> l(mu_);
+    released_ = true;
+    cv_.notify_all();
+  }
+  bool timed_out() {
+    std::lock_guard<std::mutex> l(mu_);
+    return timed_out_;
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool entered_ = false, released_ = false, timed_out_ = false;
+};
+
+// Save() used to block behind a write in flight while the other ranks waited in the next collective
+// under the stall timeout: a slow filesystem turned a save into a stall abort. It never blocks now;
+// a save still waiting when a newer one comes is replaced by it.
+TEST(Retention, ASaveNeverWaitsForTheWriteInFlight) {
+  const std::string run = ScratchDir("retention_nonblocking");
+  auto held = std::make_unique<HeldWrites>();
+  HeldWrites* writes = held.get();
+  SetFaultInjectorForTest(std::move(held));
+  {
+    AsyncCheckpointer c(run, 5);
+    c.Save(TinyState(1));  // in flight, held
+    writes->AwaitWriting();
+    c.Save(TinyState(2));  // waits behind it ...
+    c.Save(TinyState(3));  // ... and is replaced by this one
+    c.SaveBest(TinyState(3));
+    writes->Release();     // reached only if the saves above returned
+    EXPECT_TRUE(c.Wait());
+  }
+  EXPECT_FALSE(writes->timed_out()) << "a Save() blocked behind the write in flight";
+  SetFaultInjectorForTest(nullptr);
+  EXPECT_EQ(ListCheckpoints(run), (std::vector<std::string>{CheckpointPath(run, 3), CheckpointPath(run, 1)}));
+  EXPECT_EQ(ReadCheckpointFile(BestCheckpointPath(run)).step, 3);
+  EXPECT_EQ(Latest(run), "ckpt-00000003.evlckpt");
 }
 
 TEST(Retention, LaterCheckpointsOfAnAbandonedContinuationAreSetAsideNotDeleted) {

@@ -77,8 +77,18 @@ struct VideoReader::State {
   VideoInfo info;
   PacketIndex index;
   bool sequential = false;  // the packets do not say which frame is which: decode from the start
-  // Files whose decoded frames disagreed with their packets: the order decoding gave, by path.
-  std::map<std::string, std::vector<int64_t>> decoded_order;
+  // Files whose decoded frames disagreed with their packets: the order decoding gave, by path; the
+  // least recently used is forgotten first (a corpus of such files would otherwise pay two full
+  // decodes per sample each time a wholesale clear came round).
+  static constexpr size_t kRememberedFiles = 4096;
+  std::map<std::string, std::pair<std::vector<int64_t>, uint64_t>> decoded_order;  // (order, last use)
+  uint64_t uses = 0;
+  const std::vector<int64_t>* KnownOrder(const std::string& file) {
+    auto it = decoded_order.find(file);
+    if (it == decoded_order.end()) return nullptr;
+    it->second.second = ++uses;
+    return &it->second.first;
+  }
   DecodeStats stats;
 
   ~State() {
@@ -230,9 +240,12 @@ struct VideoReader::State {
   }
 
   void RememberDecodedOrder(std::vector<int64_t> order) {
-    if (decoded_order.size() >= 4096) decoded_order.clear();
+    if (decoded_order.size() >= kRememberedFiles && !decoded_order.count(path))
+      decoded_order.erase(std::min_element(decoded_order.begin(), decoded_order.end(), [](const auto& a, const auto& b) {
+        return a.second.second < b.second.second;
+      }));
     index.frame_pts = order;
-    decoded_order[path] = std::move(order);
+    decoded_order[path] = {std::move(order), ++uses};
     info.num_frames = static_cast<int64_t>(index.frame_pts.size());
     sequential = true;
   }
@@ -383,8 +396,8 @@ void VideoReader::Open(const std::string& path) {
   // is the one decoding gives, found once per file and remembered (as for any file whose decoded
   // frames disagreed with its packets, see Decode).
   std::vector<int64_t>& frame_pts = s.index.frame_pts;
-  if (auto known = s.decoded_order.find(path); known != s.decoded_order.end()) {
-    frame_pts = known->second;
+  if (const auto* known = s.KnownOrder(path)) {
+    frame_pts = *known;
     s.sequential = true;
   } else if (packets_without_pts || frame_pts.size() < num_packets) {
     std::vector<int64_t> keys;

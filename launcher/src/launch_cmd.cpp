@@ -1,11 +1,13 @@
 // `evl launch -n N [--hosts H] [--oversubscribe] -- train --config ...`: runs mpirun with the flags
 // users would otherwise have to remember, and forwards its exit status.
 //
-// A SIGTERM or SIGINT to `evl launch` is a stop request: mpirun, given SIGTERM itself, would SIGKILL
+// A SIGUSR1, SIGTERM or SIGINT to `evl launch` is a stop request: mpirun, given SIGTERM itself, would SIGKILL
 // the ranks about two seconds later and cut a checkpoint write off. So the request reaches the
 // ranks as SIGUSR1 (which mpirun forwards), evl launch waits for them — at most
 // dist.checkpoint_timeout_s' default — and returns their status (75: checkpoint saved). A second
-// signal is passed to mpirun as it is, which ends the job at once.
+// signal is passed to mpirun as it is, which ends the job at once (a second SIGUSR1 changes nothing).
+// evl launch never leaves its job behind: mpirun is started with PR_SET_PDEATHSIG, so if evl launch
+// dies (SIGKILL, a crash), mpirun gets SIGTERM and takes the ranks down with it.
 //
 // A node that becomes unreachable (its link down, not its processes dead) stalls mpirun itself: when
 // a rank aborts, mpirun orders every node's daemon to kill its ranks and waits for the unreachable
@@ -16,13 +18,15 @@
 #include <CLI/CLI.hpp>
 #include <fcntl.h>
 #include <signal.h>
-#include <spawn.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <chrono>
+#include <cstdlib>
 #include <cstring>
 #include <iostream>
 #include <memory>
@@ -92,24 +96,56 @@ class AbortWatcher {
   std::shared_ptr<State> state_;
 };
 
+// The program `name` as execv wants it: searched in PATH like the shell does.
+std::string FindInPath(const std::string& name) {
+  const char* path = std::getenv("PATH");
+  std::string dirs = path ? path : "/usr/local/bin:/usr/bin:/bin";
+  for (size_t start = 0; start <= dirs.size();) {
+    const size_t end = std::min(dirs.find(':', start), dirs.size());
+    const std::string candidate = (end > start ? dirs.substr(start, end - start) : ".") + "/" + name;
+    if (access(candidate.c_str(), X_OK) == 0) return candidate;
+    start = end + 1;
+  }
+  return "";
+}
+
+// Starts `path` with `argv`, its stderr into `err_fd`, and SIGTERM as its parent-death signal.
+// fork rather than posix_spawn, which cannot set PR_SET_PDEATHSIG; the child calls only
+// async-signal-safe functions before exec. Returns the pid, or -1 with errno set.
+pid_t SpawnTiedToUs(const std::string& path, std::vector<char*>& argv, int err_fd) {
+  const pid_t parent = getpid();
+  const pid_t pid = fork();
+  if (pid != 0) return pid;
+  // Set before the parent can be gone unnoticed: a parent that died before this line is caught
+  // by the getppid check.
+  if (prctl(PR_SET_PDEATHSIG, SIGTERM) != 0 || getppid() != parent) _exit(127);
+  if (dup2(err_fd, STDERR_FILENO) < 0) _exit(127);
+  // The handlers evl launch installed are not mpirun's: it starts with the default actions.
+  struct sigaction dfl = {};
+  dfl.sa_handler = SIG_DFL;
+  for (int sig : {SIGTERM, SIGINT, SIGUSR1}) sigaction(sig, &dfl, nullptr);
+  execve(path.c_str(), argv.data(), environ);
+  _exit(127);
+}
+
 // Runs mpirun and waits for it, forwarding stop requests and bounding an abort as described above.
 int RunMpirun(std::vector<char*>& argv, double abort_timeout_s) {
   struct sigaction sa = {};
   sa.sa_handler = OnSignal;
   sigemptyset(&sa.sa_mask);
-  for (int sig : {SIGTERM, SIGINT}) sigaction(sig, &sa, nullptr);
+  for (int sig : {SIGTERM, SIGINT, SIGUSR1}) sigaction(sig, &sa, nullptr);
+  const std::string mpirun = FindInPath("mpirun");
+  if (mpirun.empty()) {
+    std::cerr << "evl launch: cannot run mpirun: not found in PATH (install openmpi-bin)\n";
+    return 127;
+  }
   int err[2];
   if (pipe2(err, O_CLOEXEC) != 0) return 127;
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_adddup2(&actions, err[1], STDERR_FILENO);
-  pid_t pid = -1;
-  const int rc = posix_spawnp(&pid, "mpirun", &actions, nullptr, argv.data(), environ);
-  posix_spawn_file_actions_destroy(&actions);
+  const pid_t pid = SpawnTiedToUs(mpirun, argv, err[1]);
   close(err[1]);
-  if (rc != 0) {
+  if (pid < 0) {
     close(err[0]);
-    std::cerr << "evl launch: cannot run mpirun: " << std::strerror(rc) << "\n";
+    std::cerr << "evl launch: cannot run mpirun: " << std::strerror(errno) << "\n";
     return 127;
   }
   AbortWatcher watcher(err[0]);
@@ -196,9 +232,12 @@ int RunLaunch(const LaunchOptions& o, const std::string& self) {
     args.push_back(hostfile);
   }
   // Forward glog settings and the test hooks (evl/fault_injection.h) to every rank.
+  // EVL_LAUNCH_PID lets a test's rank signal this process at a step (EVL_TEST_SIGNAL_LAUNCH_AT_STEP).
+  setenv("EVL_LAUNCH_PID", std::to_string(getpid()).c_str(), 1);
   for (const char* var : {"GLOG_v", "GLOG_minloglevel", "EVL_TEST_EXIT_AT_STEP", "EVL_TEST_SIGNAL_AT_STEP",
                           "EVL_TEST_SIGNAL_AT", "EVL_TEST_SLOW_CHECKPOINT_MS", "EVL_TEST_STEP_DELAY_MS",
-                          "EVL_TEST_STALL_AT_STEP", "EVL_TEST_STALL_RANK"}) {
+                          "EVL_TEST_STALL_AT_STEP", "EVL_TEST_STALL_RANK", "EVL_TEST_SIGNAL_LAUNCH_AT_STEP",
+                          "EVL_LAUNCH_PID"}) {
     if (std::getenv(var)) {
       args.push_back("-x");
       args.push_back(var);

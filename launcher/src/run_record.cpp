@@ -1,8 +1,6 @@
 #include "run_record.h"
 
-#include <fcntl.h>
 #include <glog/logging.h>
-#include <sys/file.h>
 #include <unistd.h>
 
 #include <ctime>
@@ -53,25 +51,11 @@ RunRecord::RunRecord(const EvlConfig& config, const Topology& topo, const std::s
   const std::string dir = config.train().run_dir();
   if (topo.rank == 0) {
     MakeDirectories(dir + "/logs");
-    const std::string lock = dir + "/.lock";
-    lock_fd_ = open(lock.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-    if (lock_fd_ < 0) {
-      refusal_ = "cannot open " + lock + ": " + std::strerror(errno);
-    } else if (flock(lock_fd_, LOCK_EX | LOCK_NB) != 0) {
-      std::ifstream holder(lock);
-      std::string who;
-      std::getline(holder, who);
-      refusal_ = "train.run_dir " + dir + " is in use by another job (" + (who.empty() ? "holder unknown" : who) +
-                 "); wait for it to end, or give this run its own train.run_dir";
-      close(lock_fd_);
-      lock_fd_ = -1;
-    } else {
-      const SlurmJobInfo job = SlurmJobFromEnv();
-      const std::string who = "host " + topo.host + ", pid " + std::to_string(getpid()) + ", since " + Now() +
-                              (job.in_job ? ", Slurm job " + job.job_id : "");
-      if (ftruncate(lock_fd_, 0) != 0 || pwrite(lock_fd_, (who + "\n").data(), who.size() + 1, 0) < 0)
-        LOG(WARNING) << lock << ": cannot record the owner: " << std::strerror(errno);
-    }
+    const SlurmJobInfo job = SlurmJobFromEnv();
+    const std::string who = "host " + topo.host + ", pid " + std::to_string(getpid()) + ", since " + Now() +
+                            (job.in_job ? ", Slurm job " + job.job_id : "");
+    lock_ = std::make_unique<RunDirLock>();
+    refusal_ = lock_->Acquire(dir, who);
   }
   refusal_ = comm.BroadcastString(refusal_, 0, "run directory lock");
   if (!refusal_.empty()) return;
@@ -88,7 +72,6 @@ RunRecord::RunRecord(const EvlConfig& config, const Topology& topo, const std::s
 
 RunRecord::~RunRecord() {
   if (sink_) google::RemoveLogSink(sink_.get());
-  if (lock_fd_ >= 0) close(lock_fd_);  // releases the lock; the file stays, naming the last owner
 }
 
 }  // namespace evl

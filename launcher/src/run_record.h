@@ -1,12 +1,10 @@
 // The run directory as the record of a training job, and the job as its only owner.
 //
-// Rank 0 takes RUN_DIR/.lock (flock, held until the process ends: a crash or a requeue frees it,
-// so sequential runs keep auto-resuming) and refuses a second job on the same run directory,
-// naming the holder. It then writes config.pbtxt (the effective config), info.txt (`evl info`,
+// Rank 0 takes the run directory's lock (run_lock.h: held until the process ends, so sequential
+// runs keep auto-resuming) and refuses a second job on the same run directory, naming the holder. It then writes config.pbtxt (the effective config), info.txt (`evl info`,
 // with the commit) and appends the command line to commands.txt. Every rank logs to
 // RUN_DIR/logs/: rank 0 everything, the others from their first warning on (the file exists only
-// when a rank had news). flock works on local disks and NFSv4; on Lustre it needs the `flock`
-// mount option.
+// when a rank had news).
 #pragma once
 
 #include <memory>
@@ -14,6 +12,7 @@
 
 #include "evl/communicator.h"
 #include "evl/topology.h"
+#include "run_lock.h"
 #include "evl_config.pb.h"
 
 namespace evl {
@@ -32,7 +31,7 @@ class RunRecord {
 
  private:
   std::string refusal_;
-  int lock_fd_ = -1;
+  std::unique_ptr<RunDirLock> lock_;  // rank 0's
   std::unique_ptr<class RankLogSink> sink_;
 };
 

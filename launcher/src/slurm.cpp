@@ -2,8 +2,11 @@
 
 #include <algorithm>
 #include <cctype>
+#include <csignal>
 #include <cstdlib>
 #include <stdexcept>
+
+#include "evl/stop_signal.h"
 
 namespace evl {
 
@@ -60,6 +63,8 @@ std::string RequeueRefusal(const SlurmJobInfo& job, int max_requeues) {
            std::to_string(max_requeues) + ")";
   return "";
 }
+
+bool RequeueAfterStop(int status) { return status == kExitPreempted && LastStopSignal() == SIGUSR1; }
 
 bool RequeueSucceeded(int status, const std::string& output) {
   return status == 0 || status == 128 + 15 || output.find("Job is pending execution") != std::string::npos;

@@ -113,13 +113,14 @@ void FinalizeTopology() {
 
 int RunRankJob(int* argc, char*** argv, int requested_threads, DeviceRequest device,
                const std::function<int(const Topology&)>& body) {
-  const Topology topo = InitTopology(argc, argv, requested_threads, device);
   int status = 0;
   try {
+    // Inside the try: a rank whose topology check fails must end the job, not leave it waiting.
+    const Topology topo = InitTopology(argc, argv, requested_threads, device);
     status = body(topo);
   } catch (const std::exception& e) {
     LOG(ERROR) << e.what();
-    AbortJob(1);
+    AbortJob(kExitError);
   }
   FinalizeTopology();
   return status;

@@ -96,10 +96,10 @@ int RunTrain(int* argc, char*** argv, const ConfigFlags& flags, const TrainFlags
       return 2;
     }
     RankContext ctx{topo.rank, topo.world, topo.local_rank, topo.local_world, topo.threads, topo.device};
-    const int status = RunTraining(config, *comm, ctx, train_flags);
-    // Requeue on Slurm's time-limit warning (USR1) only. A plain `scancel` sends SIGTERM and must end
-    // the job; on preemption Slurm requeues the job itself.
-    if (status == kExitPreempted && StopSignal() == SIGUSR1) RequeueIfSlurm(config, *comm, topo.rank);
+    TrainFlags flags = train_flags;
+    flags.restarted = job.in_job && job.restart_count > 0;
+    const int status = RunTraining(config, *comm, ctx, flags);
+    if (RequeueAfterStop(status)) RequeueIfSlurm(config, *comm, topo.rank);
     return status;
   });
 }

@@ -31,16 +31,29 @@ host() { echo "node$1"; }
 count() { cat "$dir/nodes" 2>/dev/null || echo 0; }
 . "$(dirname "$(realpath "$0")")/../slurm/common.sh"
 
+# The directories directly under /tmp that every node must still see behind its own /tmp: DIR's,
+# this checkout's (a clone under /tmp holds the binaries and the tests' files), and those named in
+# EVL_CLUSTER_SHARED (colon-separated paths).
+repo=$(realpath -m "$(dirname "$(realpath "$0")")/../..")
+shared_roots() {
+  local p
+  { for p in "$dir" "$repo" ${EVL_CLUSTER_SHARED:+${EVL_CLUSTER_SHARED//:/ }}; do
+      case "$p/" in /tmp/?*) p=${p#/tmp/}; echo "/tmp/${p%%/*}" ;; esac
+    done; } | sort -u | tr '\n' ' '
+}
+
 # Runs a command on node I: its network namespace, a fresh UTS namespace named after the node, and
 # the node's own /tmp and /run (DIR/nodeI/): Slurm's PMIx and Open MPI's session directories, and
-# slurmd's pid file, are per machine.
+# slurmd's pid file, are per machine. The shared roots (above) are bound into the node's /tmp first,
+# at their own paths, so a cluster under /tmp works as one elsewhere does.
+# shellcheck disable=SC2016
+node_shell='hostname "$1"; node=$2; for r in $3; do mkdir -p "$node/tmp/${r#/tmp/}" && mount --bind "$r" "$node/tmp/${r#/tmp/}" || exit 1; done; mount --bind "$node/run" /run && mount --rbind "$node/tmp" /tmp || exit 1; shift 3; exec "$@"'
 # Every step execs, so the PID that starts is the command's own. nsenter rather than `ip netns exec`:
 # the latter also remounts /sys, hiding the cgroup tree that slurmd needs.
 on_node() {
   local i=$1; shift
-  exec nsenter --net="/run/netns/$(ns "$i")" unshare --uts --mount /bin/sh -c \
-    'hostname "$1"; mount --bind "$2/tmp" /tmp; mount --bind "$2/run" /run; shift 2; exec "$@"' \
-    sh "$(host "$i")" "$dir/$(host "$i")" "$@"
+  exec nsenter --net="/run/netns/$(ns "$i")" unshare --uts --mount /bin/sh -c "$node_shell" \
+    sh "$(host "$i")" "$dir/$(host "$i")" "$(shared_roots)" "$@"
 }
 
 down() {
@@ -65,7 +78,7 @@ down() {
 up() {
   local n=$1 i
   [ "$(id -u)" -eq 0 ] || { echo "netns-cluster.sh: needs root (network namespaces)" >&2; exit 2; }
-  case "$dir/" in /tmp/*|/run/*) echo "netns-cluster.sh: DIR must not be under /tmp or /run: every node mounts its own there" >&2; exit 2 ;; esac
+  case "$dir/" in /tmp/|/run/*) echo "netns-cluster.sh: DIR must not be /tmp itself or under /run: every node mounts its own there" >&2; exit 2 ;; esac
   mkdir -p "$dir"
   down
   # A kernel or container that refuses namespaces is the one reason to skip; say so plainly.
@@ -92,9 +105,8 @@ up() {
 #!/bin/sh
 host=\$1; shift
 case "\$host" in node[0-9]*) ;; *) echo "rsh-agent: unknown host \$host" >&2; exit 255 ;; esac
-exec nsenter --net="/run/netns/evl${tag}n\${host#node}" unshare --uts --mount /bin/sh -c \\
-  'hostname "\$1"; mount --bind "\$2/tmp" /tmp; mount --bind "\$2/run" /run; shift 2; exec /bin/sh -c "\$*"' \\
-  sh "\$host" "$dir/\$host" "\$@"
+exec nsenter --net="/run/netns/evl${tag}n\${host#node}" unshare --uts --mount /bin/sh -c '$node_shell' \\
+  sh "\$host" "$dir/\$host" "$(shared_roots)" /bin/sh -c "\$*"
 AGENT
   chmod +x "$dir/rsh-agent"
   # Open MPI: launch through the agent; daemons and the TCP transport on the bridge's subnet only.

@@ -32,4 +32,9 @@ std::string RequeueRefusal(const SlurmJobInfo& job, int max_requeues);
 // (someone requeued it first).
 bool RequeueSucceeded(int status, const std::string& output);
 
+// Whether a run that ended with `status` asks Slurm to requeue it: only a stop whose last signal
+// was SIGUSR1 (the time-limit warning). A `scancel` sends SIGTERM and ends the job, also when it
+// arrives while the USR1 checkpoint is being written; on preemption Slurm requeues the job itself.
+bool RequeueAfterStop(int status);
+
 }  // namespace evl

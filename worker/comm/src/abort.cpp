@@ -1,11 +1,12 @@
 #include "evl/abort.h"
 
-#include <glog/logging.h>
 #include <mpi.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -17,6 +18,17 @@
 namespace evl {
 
 namespace {
+
+// write(2) until done or it fails: the watchdog's only way to say something.
+void WriteAll(int fd, const char* p, size_t n) {
+  while (n > 0) {
+    const ssize_t w = write(fd, p, n);
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) return;
+    p += w;
+    n -= static_cast<size_t>(w);
+  }
+}
 
 // Open MPI's node daemon (orted, under mpirun) waits for mpirun's orders even after its ranks are
 // gone: MPI_Abort only hands the request to it and exits. Cut off from mpirun, it would keep the node
@@ -49,23 +61,31 @@ void StopOpenMpiDaemonAfter(double grace_s) {
 
 }  // namespace
 
-void AbortWithin(double grace_s, int status, const std::function<void()>& abort) {
+void AbortWithin(double grace_s, int status, const AbortReport& report, const std::function<void()>& abort) {
   std::thread([grace_s, status] {
     std::this_thread::sleep_for(std::chrono::duration<double>(grace_s));
-    std::fprintf(stderr, "evl: the job abort did not end this process within %.0f s (a peer unreachable?); "
-                         "exiting with status %d\n", grace_s, status);
-    google::FlushLogFiles(google::GLOG_INFO);
+    char note[160];
+    const int n = std::snprintf(note, sizeof note,
+                                "evl: the job abort did not end this process within %.0f s (a peer unreachable?); "
+                                "exiting with status %d\n", grace_s, status);
+    if (n > 0) WriteAll(STDERR_FILENO, note, std::min<size_t>(n, sizeof note - 1));
     std::_Exit(status);
   }).detach();
+  if (report) {
+    const std::string text = report() + "\n";
+    WriteAll(STDERR_FILENO, text.data(), text.size());
+  }
   abort();
-  google::FlushLogFiles(google::GLOG_INFO);
   std::_Exit(status);
 }
 
-void AbortJob(int status) {
+void AbortJob(int status, const AbortReport& report, const std::function<void()>& before) {
   constexpr double kGraceS = 5.0;
-  StopOpenMpiDaemonAfter(kGraceS);
-  AbortWithin(kGraceS, status, [status] { MPI_Abort(MPI_COMM_WORLD, status); });
+  AbortWithin(kGraceS, status, report, [status, &before] {
+    if (before) before();
+    StopOpenMpiDaemonAfter(kGraceS);
+    MPI_Abort(MPI_COMM_WORLD, status);
+  });
 }
 
 }  // namespace evl

@@ -87,10 +87,12 @@ class CollectiveQueue {
     std::unique_lock<std::mutex> l(job->mu);
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout_s);
     if (!job->cv.wait_until(l, deadline, [&] { return job->done; })) {
-      LOG(ERROR) << "rank " << rank_ << ": collective #" << job->seq << " '" << job->name << "' did not complete in "
-                 << timeout_s << " s: another rank stalled, died or took a different path; " << on_stall_(job->seq)
-                 << "; aborting the job";
-      AbortJob(3);
+      // Not through glog (see evl/abort.h): the report goes out with write(2) once the watchdog runs.
+      AbortJob(kExitStalled, [&] {
+        return "rank " + std::to_string(rank_) + ": collective #" + std::to_string(job->seq) + " '" + job->name +
+               "' did not complete in " + std::to_string(static_cast<int64_t>(timeout_s)) +
+               " s: another rank stalled, died or took a different path; " + on_stall_(job->seq) + "; aborting the job";
+      });
     }
     if (!job->error.empty()) throw std::runtime_error("collective '" + job->name + "': " + job->error);
   }

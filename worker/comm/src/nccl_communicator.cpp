@@ -23,6 +23,7 @@
 #include <nccl.h>
 
 #include <atomic>
+#include <exception>
 #include <mutex>
 #endif
 
@@ -68,12 +69,17 @@ class NcclWork : public CommWork {
         throw std::runtime_error("NCCL '" + name_ + "' failed: " + ncclGetErrorString(async));
       }
       if (std::chrono::steady_clock::now() > deadline) {
-        Abort();
         int rank = 0;
         MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-        fprintf(stderr, "rank %d: NCCL collective #%ld '%s' did not complete in %.0f s; %s; aborting the job\n", rank,
-                static_cast<long>(seq_), name_.c_str(), timeout_s_, board_->StallReport(seq_).c_str());
-        AbortJob(3);
+        // ncclCommAbort runs under the abort's watchdog (it may block on a peer that is gone).
+        AbortJob(
+            kExitStalled,
+            [&] {
+              return "rank " + std::to_string(rank) + ": NCCL collective #" + std::to_string(seq_) + " '" + name_ +
+                     "' did not complete in " + std::to_string(static_cast<int64_t>(timeout_s_)) + " s; " +
+                     board_->StallReport(seq_) + "; aborting the job";
+            },
+            [this] { Abort(); });
       }
       std::this_thread::sleep_for(std::chrono::microseconds(50));
     }
@@ -134,7 +140,10 @@ class NcclCommunicator : public Communicator {
     CheckCuda(cudaEventCreateWithFlags(&ready_, cudaEventDisableTiming), "cudaEventCreate");
   }
   ~NcclCommunicator() override {
-    // After ncclCommAbort the communicator's resources are gone; destroying it again is undefined.
+    // On an error path (an exception unwinding past the communicator's owner) ncclCommDestroy would
+    // wait for peers that may be gone: abort instead. A collective that failed has aborted it
+    // already (NcclWork). After ncclCommAbort its resources are gone; destroying it is undefined.
+    if (comm_ && std::uncaught_exceptions() > 0 && !aborted_->exchange(true)) ncclCommAbort(comm_);
     if (comm_ && !aborted_->load()) ncclCommDestroy(comm_);
     if (ready_) cudaEventDestroy(ready_);
     if (stream_) cudaStreamDestroy(stream_);

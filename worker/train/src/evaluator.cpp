@@ -20,6 +20,7 @@
 #include "evl/predict.h"
 #include "evl/video_reader.h"
 #include "evl/weights.h"
+#include "utf8.h"
 
 namespace evl {
 
@@ -66,7 +67,7 @@ EvalReport Evaluate(EVLTransformer& model, const EvlConfig& config, Communicator
   // Row per local video: [index, decoded, scores...]; index -1 marks an unused slot.
   auto local = torch::full({slots, C + 2}, -1.0, torch::kDouble);
   // Why a video could not be used, for predictions.jsonl: gathered with the scores, as bytes.
-  constexpr int64_t kReasonBytes = 240;
+  constexpr int64_t kReasonBytes = 1024;
   auto reasons = torch::zeros({slots, kReasonBytes}, torch::kUInt8);
   const bool was_training = model->is_training();
   model->eval();
@@ -117,8 +118,8 @@ EvalReport Evaluate(EVLTransformer& model, const EvlConfig& config, Communicator
       if (pending_views >= max_views) flush();
     } else {
       LOG(WARNING) << "eval: cannot use video " << i << " (counted as wrong in the over-all numbers): " << item.error;
-      const size_t len = std::min<size_t>(item.error.size(), kReasonBytes - 1);
-      std::memcpy(reasons[slot].data_ptr<uint8_t>(), item.error.data(), len);
+      const std::string reason = TruncateUtf8(item.error, kReasonBytes - 1);
+      std::memcpy(reasons[slot].data_ptr<uint8_t>(), reason.data(), reason.size());
       local[slot][1] = 0.0;
       local[slot].narrow(0, 2, C).zero_();
     }
@@ -158,7 +159,9 @@ EvalReport Evaluate(EVLTransformer& model, const EvlConfig& config, Communicator
     const bool decoded = row[1].item<double>() > 0.5;
     const int64_t label = ds.entry(i).label;
     ++class_total[label];
-    nlohmann::json j = {{"index", i}, {"path", ds.entry(i).path}, {"label", label}, {"decoded", decoded}};
+    const std::string& path = ds.entry(i).path;
+    nlohmann::json j = {{"index", i}, {"path", path}, {"label", label}, {"decoded", decoded}};
+    if (!IsValidUtf8(path)) j["path_hex"] = HexBytes(path);  // "path" shows U+FFFD for the bad bytes
     if (!names.empty()) j["label_name"] = names[label];
     if (decoded) {
       ++r.evaluated;
@@ -183,7 +186,7 @@ EvalReport Evaluate(EVLTransformer& model, const EvlConfig& config, Communicator
       ++r.skipped;
       j["error"] = std::string(reinterpret_cast<const char*>(all_reasons[row_of[i]].data_ptr<uint8_t>()));
     }
-    if (pred.is_open()) pred << j.dump() << "\n";
+    if (pred.is_open()) pred << JsonText(j) << "\n";
   }
   r.videos = n;
   r.top1_all = 100.0 * c1 / n;
@@ -209,7 +212,7 @@ EvalReport Evaluate(EVLTransformer& model, const EvlConfig& config, Communicator
                         {"aggregation", Aggregation_Name(config.eval().aggregation())},
                         {"videos_per_s", r.videos_per_s},
                         {"data_wait_share", r.data_share}};
-    std::ofstream(out_dir + "/metrics.json") << m.dump(2) << "\n";
+    std::ofstream(out_dir + "/metrics.json") << JsonText(m, 2) << "\n";
     // Rows are true classes, columns predicted ones; with a class map, a header row and a first
     // column of names (quoted as CSV wants).
     std::ofstream conf(out_dir + "/confusion.csv");

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "evl/file_util.h"
+#include "utf8.h"
 
 namespace evl {
 namespace {
@@ -34,6 +35,9 @@ MetricsLog::MetricsLog(const std::string& run_dir, int64_t resumed_at) {
   jsonl_.open(path, resumed_at > 0 ? std::ios::app : std::ios::trunc);
   if (!jsonl_) throw std::runtime_error(path + ": cannot open for writing");
   tb_ = std::make_unique<TensorBoardWriter>(run_dir);
+  // The first step this start logs is resumed_at + 1: anything an earlier start logged from there
+  // on belongs to an abandoned continuation (or an earlier run from scratch).
+  tb_->AddSessionStart(resumed_at + 1);
 }
 
 void MetricsLog::Step(int64_t step, double loss, double top1, double top5, double lr) {
@@ -43,7 +47,7 @@ void MetricsLog::Step(int64_t step, double loss, double top1, double top5, doubl
   j["top1"] = top1;
   j["top5"] = top5;
   j["lr"] = lr;
-  jsonl_ << j.dump() << "\n";
+  jsonl_ << JsonText(j) << "\n";
   tb_->AddScalar("train/loss", static_cast<float>(loss), step);
   tb_->AddScalar("train/lr", static_cast<float>(lr), step);
 }
@@ -68,7 +72,7 @@ void MetricsLog::Eval(int64_t step, const EvalReport& r) {
   j["mean_class_top1"] = r.mean_class_top1;
   j["videos"] = r.videos;
   j["skipped"] = r.skipped;
-  jsonl_ << j.dump() << "\n";
+  jsonl_ << JsonText(j) << "\n";
   tb_->AddScalar("eval/top1", static_cast<float>(r.top1_all), step);
   tb_->AddScalar("eval/top5", static_cast<float>(r.top5_all), step);
   tb_->AddScalar("eval/mean_class_top1", static_cast<float>(r.mean_class_top1), step);

@@ -18,7 +18,9 @@ namespace evl {
 class MetricsLog {
  public:
   // `resumed_at`: the step training resumes at (0 for a new run); lines of later steps, left by a
-  // run that went further before it was stopped, are dropped so the file reads as one run.
+  // run that went further before it was stopped, are dropped so metrics.jsonl reads as one run.
+  // TensorBoard keeps every event file, so the new one starts with a restart marker
+  // (SessionLog START at resumed_at + 1) that makes TensorBoard hide the abandoned steps.
   MetricsLog(const std::string& run_dir, int64_t resumed_at);
   // What the console's progress line shows, over the steps since the last one.
   struct Window {

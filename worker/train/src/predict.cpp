@@ -14,6 +14,7 @@
 #include "evl/model_factory.h"
 #include "evl/npy.h"
 #include "evl/weights.h"
+#include "utf8.h"
 
 namespace evl {
 
@@ -115,7 +116,7 @@ int RunPredict(const EvlConfig& config, const PredictRequest& request, std::ostr
       x = LoadInput(config, input, reader);
     } catch (const std::exception& e) {
       ++failed;
-      if (request.json) out << nlohmann::json{{"input", input}, {"error", e.what()}}.dump() << "\n";
+      if (request.json) out << JsonText({{"input", input}, {"error", e.what()}}) << "\n";
       else out << input << ": cannot use it: " << e.what() << "\n";
       continue;
     }
@@ -132,7 +133,7 @@ int RunPredict(const EvlConfig& config, const PredictRequest& request, std::ostr
         top.push_back({{"class", c}, {"name", c < static_cast<int64_t>(names.size()) ? names[c] : ""},
                        {"prob", values[i].item<double>()}});
       }
-      out << nlohmann::json{{"input", input}, {"views", x.size(0)}, {"top", top}}.dump() << "\n";
+      out << JsonText({{"input", input}, {"views", x.size(0)}, {"top", top}}) << "\n";
       continue;
     }
     if (request.inputs.size() > 1) out << input << "\n";

@@ -97,15 +97,22 @@ std::unique_ptr<torch::optim::AdamW> MakeOptimizer(EVLTransformerImpl& model, co
   return std::make_unique<torch::optim::AdamW>(std::move(groups));
 }
 
-std::string ChooseResumeCheckpoint(const std::string& flag, const TrainConfig& t, Communicator& comm) {
-  if (!flag.empty() || !t.auto_resume()) return flag;
+std::string ChooseResumeCheckpoint(const std::string& flag, bool restarted, const TrainConfig& t,
+                                   Communicator& comm) {
+  if (!restarted && (!flag.empty() || !t.auto_resume())) return flag;
   std::string chosen;
   if (comm.rank() == 0) {
     std::vector<std::string> skipped;
     chosen = FindNewestValidCheckpoint(t.run_dir(), &skipped);
     for (const auto& s : skipped) LOG(WARNING) << "auto-resume: skipping invalid checkpoint: " << s;
+    if (restarted && !chosen.empty() && chosen != flag)
+      LOG(INFO) << "restarted job: continuing from the run's newest checkpoint " << chosen
+                << (flag.empty() ? "" : " (not --resume " + flag + ")")
+                << (t.auto_resume() ? "" : " although train.auto_resume is false");
   }
-  return comm.BroadcastString(chosen, 0, "resume checkpoint");
+  chosen = comm.BroadcastString(chosen, 0, "resume checkpoint");
+  if (restarted && chosen.empty()) return flag;  // no checkpoint of this run yet
+  return chosen;
 }
 
 void CheckResumeConfig(const std::string& saved_config_text, const EvlConfig& now, const std::string& path,

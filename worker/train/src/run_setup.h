@@ -22,9 +22,13 @@ Precision ResolvePrecision(const TrainConfig& train, const torch::Device& device
 // positional embeddings and class tokens in a second group without weight decay (official recipe).
 std::unique_ptr<torch::optim::AdamW> MakeOptimizer(EVLTransformerImpl& model, const TrainConfig& train);
 
-// The checkpoint to resume from: --resume, else (train.auto_resume) the newest one of the run that
-// verifies. Rank 0 reads and checks the candidates; the others learn its choice. "" for a new run.
-std::string ChooseResumeCheckpoint(const std::string& flag, const TrainConfig& train, Communicator& comm);
+// The checkpoint to resume from: for a restarted job (`restarted`: a requeue), the newest one of the
+// run that verifies, whatever --resume and train.auto_resume say — a requeue continues, it never
+// redoes steps (falling back to what follows when the run has none yet); otherwise --resume, else
+// (train.auto_resume) the newest one that verifies. Rank 0 reads and checks the candidates; the
+// others learn its choice. "" for a new run.
+std::string ChooseResumeCheckpoint(const std::string& flag, bool restarted, const TrainConfig& train,
+                                   Communicator& comm);
 
 // Refuses (std::invalid_argument, listing "field: old -> new") a resume whose config differs from
 // the saved one in a field that changes the math (configs/config.h), unless `force`.

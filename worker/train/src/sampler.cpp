@@ -13,10 +13,11 @@ GlobalSampler::GlobalSampler(int64_t dataset_size, int64_t global_batch, uint64_
   if (global_batch_ <= 0) throw std::invalid_argument("sampler: train.batch_size must be > 0");
 }
 
-const std::vector<int64_t>& GlobalSampler::Permutation(int64_t epoch) const {
+std::shared_ptr<const std::vector<int64_t>> GlobalSampler::Permutation(int64_t epoch) const {
   std::lock_guard<std::mutex> l(mu_);
   auto it = cache_.find(epoch);
   if (it != cache_.end()) return it->second;
+  // A caller still reading an evicted permutation holds its own reference to it.
   if (cache_.size() > 4) cache_.erase(cache_.begin());
   std::vector<int64_t> p(size_);
   std::iota(p.begin(), p.end(), 0);
@@ -25,14 +26,17 @@ const std::vector<int64_t>& GlobalSampler::Permutation(int64_t epoch) const {
   std::mt19937_64 rng(seq);
   // Fisher-Yates written out: std::shuffle's draws are implementation-defined.
   for (int64_t i = size_ - 1; i > 0; --i) std::swap(p[i], p[rng() % static_cast<uint64_t>(i + 1)]);
-  return cache_.emplace(epoch, std::move(p)).first->second;
+  return cache_.emplace(epoch, std::make_shared<const std::vector<int64_t>>(std::move(p))).first->second;
 }
 
 std::vector<int64_t> GlobalSampler::GlobalIndices(int64_t step) const {
   std::vector<int64_t> out;
   out.reserve(global_batch_);
-  for (int64_t k = step * global_batch_; k < (step + 1) * global_batch_; ++k)
-    out.push_back(Permutation(k / size_)[k % size_]);
+  std::shared_ptr<const std::vector<int64_t>> perm;
+  for (int64_t k = step * global_batch_; k < (step + 1) * global_batch_; ++k) {
+    if (!perm || k % size_ == 0) perm = Permutation(k / size_);
+    out.push_back((*perm)[k % size_]);
+  }
   return out;
 }
 

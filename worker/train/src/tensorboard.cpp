@@ -43,6 +43,14 @@ void TensorBoardWriter::AddScalar(const std::string& tag, float value, int64_t s
   WriteRecord(e.SerializeAsString());
 }
 
+void TensorBoardWriter::AddSessionStart(int64_t step) {
+  tb::Event e;
+  e.set_wall_time(Now());
+  e.set_step(step);
+  e.mutable_session_log()->set_status(tb::SessionLog::START);
+  WriteRecord(e.SerializeAsString());
+}
+
 void TensorBoardWriter::Flush() { out_.flush(); }
 
 void TensorBoardWriter::WriteRecord(const std::string& data) {

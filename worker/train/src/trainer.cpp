@@ -87,7 +87,7 @@ int64_t StartingPoint(const EvlConfig& config, const TrainFlags& flags, Recipe* 
       LOG(INFO) << "initialised from " << flags.init_from;
     }
   }
-  const std::string resume = ChooseResumeCheckpoint(flags.resume, t, comm);
+  const std::string resume = ChooseResumeCheckpoint(flags.resume, flags.restarted, t, comm);
   if (resume.empty()) return 0;
   const CheckpointState saved = ReadCheckpointFile(resume);
   CheckResumeConfig(saved.config_text, config, resume, flags.force_resume, lead);
@@ -181,7 +181,11 @@ int RunTraining(const EvlConfig& input_config, Communicator& comm, const RankCon
                                 std::to_string(t.batch_split()) + ")");
   const torch::Device device(ctx.device);
   const Precision precision = ResolvePrecision(t, device);  // checked before anything is written or built
-  if (lead) MakeDirectories(t.run_dir());
+  // The checkpoints' directory first: a run that could not save should fail now, not after training.
+  if (lead) {
+    MakeDirectories(t.run_dir() + "/checkpoints");
+    for (const auto& f : RemoveUnfinishedWrites(t.run_dir())) LOG(INFO) << "removed an unfinished checkpoint write: " << f;
+  }
   ResolveDataPaths(&config, comm);
 
   torch::manual_seed(static_cast<uint64_t>(t.seed()));  // identical decoder init on every rank
@@ -235,12 +239,17 @@ int RunTraining(const EvlConfig& input_config, Communicator& comm, const RankCon
       return kExitPreempted;
     }
   }
-  checkpoints.Finish();
+  // Every rank learns whether the last state is on disk: a job whose final checkpoint failed must
+  // not look finished (`evl submit --then-eval` would evaluate an older checkpoint as the model).
+  const bool saved = comm.BroadcastString(checkpoints.Finish() ? "saved" : "failed", 0, "final checkpoint",
+                                          config.dist().checkpoint_timeout_s()) == "saved";
   if (lead) {
     ExportFinalParameters(*r.model, t.run_dir());
     LogSummary(t, start_step, step, Since(start), elapsed_before, evaluation, state);
+    LOG_IF(ERROR, !saved) << "the final state of this run is NOT on disk: exiting with status " << kExitNotSaved
+                          << "; resume continues from the last checkpoint that was written";
   }
-  return 0;
+  return saved ? 0 : kExitNotSaved;
 }
 
 }  // namespace evl

@@ -7,14 +7,16 @@
 // hangs while saving can still be killed by the next one.
 #pragma once
 
-namespace evl {
+#include "evl/exit_status.h"  // kExitPreempted
 
-// Exit status of a run stopped by a signal after saving a checkpoint: resume to continue.
-constexpr int kExitPreempted = 75;
+namespace evl {
 
 void InstallStopSignalHandlers();
 // The first stop signal received (SIGUSR1 or SIGTERM), or 0.
 int StopSignal();
+// The last one, or 0: what the stop means. A SIGTERM (scancel) after a SIGUSR1 (the time limit)
+// makes the stop a cancel, not a requeue.
+int LastStopSignal();
 // Forgets a received signal and reinstalls the handlers (tests).
 void ResetStopSignalForTest();
 

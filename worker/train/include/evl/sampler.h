@@ -21,11 +21,11 @@ class GlobalSampler {
   int64_t epoch_of_step(int64_t step) const { return step * global_batch_ / size_; }
 
  private:
-  const std::vector<int64_t>& Permutation(int64_t epoch) const;
+  std::shared_ptr<const std::vector<int64_t>> Permutation(int64_t epoch) const;
   int64_t size_, global_batch_;
   uint64_t seed_;
   mutable std::mutex mu_;
-  mutable std::map<int64_t, std::vector<int64_t>> cache_;
+  mutable std::map<int64_t, std::shared_ptr<const std::vector<int64_t>>> cache_;  // the last few epochs
 };
 
 }  // namespace evl

@@ -17,6 +17,8 @@ class TensorBoardWriter {
   // Creates DIR/events.out.tfevents.<time>.<host> and writes the file_version event.
   explicit TensorBoardWriter(const std::string& dir);
   void AddScalar(const std::string& tag, float value, int64_t step);
+  // A restart at `step`: TensorBoard hides what earlier event files logged at steps >= `step`.
+  void AddSessionStart(int64_t step);
   void Flush();
   const std::string& path() const { return path_; }
 

@@ -7,7 +7,7 @@
 #include <vector>
 
 #include "evl/communicator.h"
-#include "evl/stop_signal.h"  // kExitPreempted
+#include "evl/exit_status.h"
 #include "evl_config.pb.h"
 
 namespace evl {
@@ -24,15 +24,14 @@ struct TrainFlags {
   std::string resume;     // --resume PATH: wins over train.auto_resume
   std::string init_from;  // --init-from PATH: official .pth (or evl checkpoint) weights for a new run
   bool force_resume = false;  // resume even if math-relevant config fields differ
+  bool restarted = false;     // a requeued job's later run: continue from the newest checkpoint
 };
 
-// Exit status of a run that diverged: train.nonfinite_patience steps in a row with a NaN/Inf loss
-// or gradients (each skipped); nothing of them is saved.
-constexpr int kExitDiverged = 3;
-
-// Trains per config; returns the process exit status (0 on success, kExitPreempted after a
-// signal-triggered save). Throws on configuration or
-// data errors with a message naming the field or file.
+// Trains per config; returns the process exit status (evl/exit_status.h): 0 on success,
+// kExitPreempted after a signal-triggered save, kExitDiverged after train.nonfinite_patience steps
+// in a row with a NaN/Inf loss or gradients (each skipped, nothing of them saved), kExitNotSaved
+// when the last checkpoint could not be written. Throws on configuration or data errors with a
+// message naming the field or file.
 int RunTraining(const EvlConfig& config, Communicator& comm, const RankContext& ctx, const TrainFlags& flags = {});
 
 // Resolves data.train_list/val_list: when train_list is empty and data.synthetic.enabled, the
