@@ -22,7 +22,8 @@ rm -rf "$out/synth"
 "$evl" data synth --realistic --out "$out/synth" --videos 2 --sizes 340x256,640x360 --crf "$crf"
 sources=("$examples/examples/data/vtest.avi")
 for gz in "$examples"/opencv4/html/box.mp4.gz "$examples"/opencv4/html/cup.mp4.gz; do
-  [ -f "$gz" ] || continue
+  # Every real clip is part of the comparison: one missing is an error, not a smaller check.
+  [ -f "$gz" ] || { echo "realistic_footage.sh: $gz missing (opencv-doc changed?)" >&2; exit 1; }
   name=$(basename "$gz" .gz)
   # These two have a broken first IDR slice (ffmpeg warns and goes on); the re-encode is clean.
   gunzip -c "$gz" > "$out/real/$name"
@@ -33,7 +34,8 @@ done
 # (a loaded machine only ever slows a run down).
 decode_once() {
   local log frames utime
-  log=$(ffmpeg -hide_banner -nostdin -loglevel info -threads 1 -benchmark -i "$1" -map 0:v:0 -f null - 2>&1)
+  log=$(ffmpeg -hide_banner -nostdin -loglevel info -threads 1 -benchmark -i "$1" -map 0:v:0 -f null - 2>&1) ||
+    { echo "realistic_footage.sh: ffmpeg cannot decode $1: $log" >&2; return 1; }
   frames=$(echo "$log" | grep -o 'frame= *[0-9]*' | tail -1 | grep -o '[0-9]*')
   utime=$(echo "$log" | grep -o 'utime=[0-9.]*' | tail -1 | cut -d= -f2)
   awk -v f="$frames" -v u="$utime" 'BEGIN { printf "%.0f", f / u }'
@@ -63,7 +65,12 @@ for i in 0 1; do
     enc="$out/real/$(basename "${src%.*}")_$size.mp4"
     ffmpeg -hide_banner -nostdin -loglevel fatal -y -i "$src" -vf "scale=${size/x/:},format=yuv420p" -an \
       -c:v libx264 -crf "$crf" -g 250 -bf 3 "$enc"
-    read -r s_rate r_rate < <(decode_pair "$synth" "$enc")
+    # Not a process substitution: a failed decode inside one escapes `set -e`.
+    rates=$(decode_pair "$synth" "$enc")
+    read -r s_rate r_rate <<<"$rates"
+    for rate in "$s_rate" "$r_rate"; do
+      awk -v r="$rate" 'BEGIN { exit !(r > 0) }' || { echo "realistic_footage.sh: no decode rate for $enc or $synth" >&2; exit 1; }
+    done
     ratio=$(awk -v a="$s_rate" -v b="$r_rate" 'BEGIN { printf "%.2f", b / a }')
     printf '| %s | %s (real; realistic: %s) | %s | %s | %sx |\n' "$size" "$(basename "$src")" "$s_rate" "$r_rate" \
       "$(bitrate "$enc")" "$ratio"

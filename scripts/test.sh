@@ -4,4 +4,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh --test
 scripts/build.sh
-ctest --test-dir build --output-on-failure -j 2 "$@"
+# A run in which no test ran (no GoogleTest at configure time, a wrong build directory) fails.
+# A test that cannot run fails too, unless EVL_ALLOW_SKIPS=1 (tests/skip_policy.cmake).
+ctest --test-dir build --output-on-failure --no-tests=error -j 2 "$@"

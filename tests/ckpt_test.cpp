@@ -225,7 +225,18 @@ TEST_P(ExactResume, StopAtHalfAndResumeEqualsUninterrupted) {
     // after it (the zero-gradient k_proj biases take AdamW steps from rounding noise; train_test).
     for (size_t i = 0; i < la.size(); ++i)
       EXPECT_NEAR(lc[i], la[i], (i < 6 ? 1e-5 : 2e-3) * std::abs(la[i])) << "step " << i;
-    EXPECT_LE(((pa - pc).abs().max()).item<double>(), 2e-2);
+    // Per parameter, as Train.RankCountInvariance: measured 1.2e-7 for every parameter but the
+    // zero-gradient k_proj biases (1.2e-3, bounded by AdamW's lr per step). One bound of 2e-2 for
+    // all, as before, exceeded how far 12 steps move any parameter (<= 0.0063): a resume that
+    // applied no update passed it.
+    const double scale = pa.abs().max().item<double>();
+    std::ifstream index(straight + "/final_params.txt");
+    std::string name;
+    int64_t offset, numel;
+    while (index >> name >> offset >> numel) {
+      const double diff = (pa.narrow(0, offset, numel) - pc.narrow(0, offset, numel)).abs().max().item<double>();
+      EXPECT_LE(diff, name.find("attn.k_proj.bias") != std::string::npos ? 12 * 2 * 1e-3 : 1e-5 * scale) << name;
+    }
   }
 }
 

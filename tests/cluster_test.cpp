@@ -29,16 +29,27 @@ const std::string kClusterSh = kSrc + "/tests/cluster/netns-cluster.sh";
 
 class Cluster : public ::testing::Test {
  protected:
-  // Brings up `nodes` simulated nodes under a scratch directory named after the test.
-  void Up(int nodes) {
+  // Brings up `nodes` simulated nodes under a scratch directory named after the test. False when
+  // it could not (the test has then failed, or skipped where the kernel refuses namespaces and
+  // EVL_ALLOW_SKIPS=1 lets it): the caller returns. (A GTEST_SKIP or ASSERT in here would leave
+  // only this helper, and the test's body would go on without a cluster.)
+  [[nodiscard]] bool Up(int nodes) {
     const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
     std::string name = std::string(info->test_suite_name()) + "_" + info->name();
     for (char& c : name) c = std::isalnum(static_cast<unsigned char>(c)) ? c : '_';
     dir_ = std::filesystem::absolute(ScratchDir("cluster_" + name)).string();
     auto r = RunCommand(kClusterSh + " up " + dir_ + "/net " + std::to_string(nodes));
-    if (r.status == 77) GTEST_SKIP() << r.output;  // the kernel refuses namespaces
-    ASSERT_EQ(r.status, 0) << r.output;
-    up_ = true;
+    if (r.status == 77) {  // the kernel refuses namespaces
+      if (std::getenv("EVL_ALLOW_SKIPS") && std::string(std::getenv("EVL_ALLOW_SKIPS")) == "1") {
+        [&] { GTEST_SKIP() << r.output; }();  // records the skip; returns from the lambda only
+        return false;
+      }
+      ADD_FAILURE() << "cannot make network namespaces here (EVL_ALLOW_SKIPS=1 to skip): " << r.output;
+      return false;
+    }
+    EXPECT_EQ(r.status, 0) << r.output;
+    up_ = r.status == 0;
+    return up_;
   }
   void TearDown() override {
     if (!up_) return;
@@ -70,7 +81,7 @@ class ClusterLaunch : public Cluster, public ::testing::WithParamInterface<int> 
 
 TEST_P(ClusterLaunch, MatchesOneNodeAndTalksOverTcp) {
   const int nodes = GetParam(), per_node = 4 / nodes;
-  Up(nodes);
+  if (!Up(nodes)) return;
   const std::string ref = Abs(ScratchDir("cluster_ref_np4_" + std::to_string(nodes)));
   auto r0 = RunCommand(kEvl + " launch -n 4 -- train" + Config(ref, 20));
   ASSERT_EQ(r0.status, 0) << r0.output;
@@ -106,7 +117,7 @@ class ClusterFault : public Cluster, public ::testing::WithParamInterface<const 
 
 TEST_P(ClusterFault, TheJobEndsWithinABoundAndResumes) {
   const std::string fault = GetParam();
-  Up(2);
+  if (!Up(2)) return;
   const std::string run = dir_ + "/run";
   const std::string job = kEvl + " launch -n 4 --hosts node0:2,node1:2 --abort-timeout 5 -- train" +
                           Config(run, 40, " --set train.save_freq=5 --set dist.stall_timeout_s=5");
@@ -121,7 +132,9 @@ TEST_P(ClusterFault, TheJobEndsWithinABoundAndResumes) {
   // A crash closes the connections: the job ends at once (measured 2.7 s). A cut link is noticed by
   // the stall detector (5 s) and ended by the bounded abort (5 s grace) and evl launch's
   // --abort-timeout (5 s after mpirun reports it): measured 11.5 s.
-  const double bound = fault == std::string("kill") ? 60 : 5 + 15;
+  // The link case's bound is the design (stall 5 s + abort grace 5 s + --abort-timeout 5 s) with
+  // three times that for a loaded machine: it fails for a hang, not for a slow CI run.
+  const double bound = fault == std::string("kill") ? 60 : 3 * (5 + 5 + 5);
   EXPECT_LT(std::stod(m[2]), bound) << "evl launch ended " << m[2] << " s after the fault\n" << log;
   EXPECT_LT(std::stod(m[3]), bound) << "processes left on the nodes until " << m[3] << " s after the fault\n" << log;
   if (fault == std::string("link")) {
@@ -146,7 +159,7 @@ INSTANTIATE_TEST_SUITE_P(Faults, ClusterFault, ::testing::Values("kill", "link")
 // `evl data prepare` sharded over 2 nodes x 2 ranks: every output written once, by one rank, and both
 // nodes take part. Inputs made by the ffmpeg CLI.
 TEST_F(Cluster, DataPrepareOverTwoNodesWritesEachFileOnce) {
-  Up(2);
+  if (!Up(2)) return;
   const std::string src = dir_ + "/src", out = dir_ + "/prepared";
   auto mk = RunCommand("mkdir -p " + src + " && cd " + src + " && for i in 0 1 2 3 4 5 6 7 8 9; do "
                        "ffmpeg -nostdin -loglevel error -f lavfi -i testsrc2=size=200x150:rate=25:duration=1 "
@@ -177,7 +190,7 @@ TEST_F(Cluster, DataPrepareOverTwoNodesWritesEachFileOnce) {
 // an uninterrupted run), then evaluated; each checkpoint written once, by rank 0, into the shared
 // run directory.
 TEST_F(Cluster, SlurmTwoNodesPreemptedTwiceResumesExactlyThenEvaluates) {
-  Up(2);
+  if (!Up(2)) return;
   auto s = RunCommand(kClusterSh + " slurm-up " + Net());
   ASSERT_EQ(s.status, 0) << s.output;
   const std::string schedule = " --set train.save_freq=10 --set train.print_freq=5";

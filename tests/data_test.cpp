@@ -539,7 +539,9 @@ TEST(Loader, ShutsDownCleanlyMidEpoch) {
     ASSERT_TRUE(loader.Next(&b));
     ASSERT_TRUE(loader.Next(&b));
   }  // destroyed with 99998 steps to go
-  EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), 10.0);
+  // A bound on a hang, not a speed: two batches of tiny clips (well under a second here) and the
+  // shutdown, with room for a loaded CI machine.
+  EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), 60.0);
 }
 
 }  // namespace

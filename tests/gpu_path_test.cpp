@@ -6,8 +6,10 @@
 #include <mpi.h>
 #include <torch/torch.h>
 
+#include <chrono>
 #include <future>
 #include <set>
+#include <thread>
 
 #include "../worker/comm/src/collective_queue.h"
 #include "config.h"
@@ -169,15 +171,28 @@ TEST(Model, ToMovesTheFrozenBackboneToo) {
 TEST(CollectiveQueue, ShutdownDoesNotWaitForACollectiveThatCannotComplete) {
   std::promise<void> release, finished;
   auto released = release.get_future().share();
-  {
-    CollectiveQueue queue(60, 0, [](int64_t) { return std::string(); }, /*drain_s=*/0);
-    queue.Submit([released, &finished] {
-      released.wait();  // a collective whose peer died: never completes on its own
-      finished.set_value();
-    }, "stuck all-reduce");
-  }  // joining here would hang the test (and so fail it by its CTest timeout)
+  auto done = finished.get_future();
+  // The queue is created and destroyed on a thread of its own, so that a destructor that waited
+  // for the stuck collective fails this test within a bound instead of hanging it.
+  std::promise<void> destroyed;
+  auto destroyed_future = destroyed.get_future();
+  std::thread owner([&] {
+    {
+      CollectiveQueue queue(60, 0, [](int64_t) { return std::string(); }, /*drain_s=*/0);
+      queue.Submit([released, &finished] {
+        released.wait();  // a collective whose peer died: never completes on its own
+        finished.set_value();
+      }, "stuck all-reduce");
+    }
+    destroyed.set_value();
+  });
+  const bool returned = destroyed_future.wait_for(std::chrono::seconds(60)) == std::future_status::ready;
+  EXPECT_TRUE(returned) << "the queue's destructor waited for a collective that cannot complete";
+  EXPECT_EQ(done.wait_for(std::chrono::seconds(0)), std::future_status::timeout)
+      << "the stuck collective finished before it was released";
   release.set_value();
-  finished.get_future().wait();
+  done.wait();
+  owner.join();
 }
 
 }  // namespace

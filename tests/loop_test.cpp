@@ -3,8 +3,11 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <chrono>
+#include <condition_variable>
 #include <filesystem>
 #include <fstream>
+#include <mutex>
 
 #include "../worker/train/src/divergence_guard.h"
 #include "../worker/train/src/metrics.h"
@@ -12,6 +15,7 @@
 #include "../worker/train/src/run_checkpoints.h"
 #include "config.h"
 #include "evl/checkpoint_manager.h"
+#include "evl/fault_injection.h"
 #include "test_util.h"
 #include "tiny_model.h"
 
@@ -131,6 +135,69 @@ TEST(RunCheckpoints, TheBestIsWrittenInTheBackgroundAndOnlyWhenBeaten) {
   EXPECT_EQ(best.step, 4);
   EXPECT_TRUE(ListCheckpoints(f.run).empty()) << "a best checkpoint is not a rotating one";
   EXPECT_FALSE(fs::exists(f.run + "/checkpoints/latest")) << "latest names rotating checkpoints only";
+}
+
+CheckpointState TinyCheckpoint(int64_t step) {
+  CheckpointState s;
+  s.step = step;
+  s.tensors.emplace_back("model/w", torch::full({4}, static_cast<float>(step)));
+  return s;
+}
+
+// Blocks every checkpoint write until released, as a slow shared filesystem does.
+class HeldWrites : public FaultInjector {
+ public:
+  void DuringCheckpointWrite() override {
+    std::unique_lock<std::mutex> l(mu_);
+    entered_ = true;
+    cv_.notify_all();
+    // Bounded only so that a broken Save() fails this test instead of hanging it.
+    if (!cv_.wait_for(l, std::chrono::seconds(60), [&] { return released_; })) timed_out_ = released_ = true;
+  }
+  // Until the writer is inside a write (bounded like the above).
+  void AwaitWriting() {
+    std::unique_lock<std::mutex> l(mu_);
+    cv_.wait_for(l, std::chrono::seconds(60), [&] { return entered_; });
+  }
+  void Release() {
+    std::lock_guard<std::mutex> l(mu_);
+    released_ = true;
+    cv_.notify_all();
+  }
+  bool timed_out() {
+    std::lock_guard<std::mutex> l(mu_);
+    return timed_out_;
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool entered_ = false, released_ = false, timed_out_ = false;
+};
+
+// Save() used to block behind a write in flight while the other ranks waited in the next collective
+// under the stall timeout: a slow filesystem turned a save into a stall abort. It never blocks now;
+// a save still waiting when a newer one comes is replaced by it.
+TEST(RunCheckpoints, ASaveNeverWaitsForTheWriteInFlight) {
+  const std::string run = ScratchDir("retention_nonblocking");
+  auto held = std::make_unique<HeldWrites>();
+  HeldWrites* writes = held.get();
+  SetFaultInjectorForTest(std::move(held));
+  {
+    AsyncCheckpointer c(run, 5);
+    c.Save(TinyCheckpoint(1));  // in flight, held
+    writes->AwaitWriting();
+    c.Save(TinyCheckpoint(2));  // waits behind it ...
+    c.Save(TinyCheckpoint(3));  // ... and is replaced by this one
+    c.SaveBest(TinyCheckpoint(3));
+    writes->Release();     // reached only if the saves above returned
+    EXPECT_TRUE(c.Wait());
+  }
+  EXPECT_FALSE(writes->timed_out()) << "a Save() blocked behind the write in flight";
+  SetFaultInjectorForTest(nullptr);
+  EXPECT_EQ(ListCheckpoints(run), (std::vector<std::string>{CheckpointPath(run, 3), CheckpointPath(run, 1)}));
+  EXPECT_EQ(ReadCheckpointFile(BestCheckpointPath(run)).step, 3);
+  EXPECT_EQ(ReadFile(run + "/checkpoints/latest"), "ckpt-00000003.evlckpt\n");
 }
 
 TEST(PeriodicEvaluation, DueEveryEvalFreqStepsAndAtTheLastButNotOnAStopOrWithoutAValList) {

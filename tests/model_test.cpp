@@ -87,6 +87,28 @@ TEST_P(Parity, ParameterNamesAreTheOfficialKeys) {
 
 INSTANTIATE_TEST_SUITE_P(Fixtures, Parity, ::testing::Values("parity_a", "parity_b", "parity_c"));
 
+// The test above compares with keys from the in-repo transcription of model.py. This one compares
+// with the official model.py itself: the names and shapes its EVLTransformer registers for the
+// ViT-B/16 8-frame recipe (tests/fixtures/official_keys_vitb16_8f.txt, generated from the official
+// repository), which is what the released checkpoints' keys are.
+TEST(Parity, ParameterNamesAndShapesAreTheOfficialModelsForViTB16) {
+  EVLTransformer model{EVLOptions{}};  // the defaults are the ViT-B/16 8-frame recipe
+  std::map<std::string, std::string> ours, theirs;
+  for (const auto& p : model->named_parameters()) {
+    std::string shape;
+    for (int64_t d : p.value().sizes()) shape += (shape.empty() ? "" : "x") + std::to_string(d);
+    ours[p.key()] = shape;
+  }
+  std::ifstream in(std::string(EVL_SOURCE_DIR) + "/tests/fixtures/official_keys_vitb16_8f.txt");
+  for (std::string line; std::getline(in, line);) {
+    if (line.empty() || line[0] == '#') continue;
+    const size_t space = line.find(' ');
+    theirs[line.substr(0, space)] = line.substr(space + 1);
+  }
+  ASSERT_EQ(theirs.size(), 97u);
+  EXPECT_EQ(ours, theirs);
+}
+
 TEST(Weights, DetectsFormatsFromContent) {
   EXPECT_EQ(DetectWeightsFormat(kFixtures + "/parity_a/evl.pth"), WeightsFormat::kTorchSave);
   EXPECT_EQ(DetectWeightsFormat(kFixtures + "/parity_a/clip.pt"), WeightsFormat::kTorchScript);
