@@ -158,6 +158,28 @@ INSTANTIATE_TEST_SUITE_P(Faults, ClusterFault, ::testing::Values("kill", "link")
 
 // `evl data prepare` sharded over 2 nodes x 2 ranks: every output written once, by one rank, and both
 // nodes take part. Inputs made by the ffmpeg CLI.
+// A clone under /tmp failed every cluster test ("DIR must not be under /tmp or /run"): each node
+// mounts its own /tmp, which hid the checkout. The directory under /tmp that holds the cluster (or
+// the checkout) is bound into every node's /tmp at its own path; the rest of /tmp stays per node.
+TEST(ClusterUnderTmp, TheSharedDirectoryIsSeenOnEveryNodeAndTmpStaysPerNode) {
+  char tmpl[] = "/tmp/evl-cluster-XXXXXX";
+  ASSERT_NE(mkdtemp(tmpl), nullptr);
+  const std::string top = tmpl, net = top + "/net";
+  auto up = RunCommand(kClusterSh + " up " + net + " 2");
+  ASSERT_EQ(up.status, 0) << up.output;
+  RunCommand("echo shared > " + top + "/marker");
+  for (int node : {0, 1}) {
+    const std::string on = kClusterSh + " exec " + net + " " + std::to_string(node) + " ";
+    EXPECT_EQ(RunCommand(on + "cat " + top + "/marker").output, "shared\n") << "node " << node;
+    // A file in the node's own /tmp appears in DIR/nodeI/tmp, not in the host's /tmp.
+    RunCommand(on + "sh -c 'echo node" + std::to_string(node) + " > /tmp/evl-node-file'");
+    EXPECT_EQ(ReadFile(net + "/node" + std::to_string(node) + "/tmp/evl-node-file"), "node" + std::to_string(node) + "\n");
+  }
+  EXPECT_FALSE(std::filesystem::exists("/tmp/evl-node-file")) << "a node wrote into the host's /tmp";
+  RunCommand(kClusterSh + " down " + net);
+  RunCommand("rm -rf " + top);
+}
+
 TEST_F(Cluster, DataPrepareOverTwoNodesWritesEachFileOnce) {
   if (!Up(2)) return;
   const std::string src = dir_ + "/src", out = dir_ + "/prepared";
