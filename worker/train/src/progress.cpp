@@ -18,13 +18,6 @@ double Since(std::chrono::steady_clock::time_point t) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
 }
 
-std::string Hms(double seconds) {
-  const int64_t s = static_cast<int64_t>(seconds);
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%ld:%02ld:%02ld", s / 3600, (s / 60) % 60, s % 60);
-  return buf;
-}
-
 }  // namespace
 
 Progress::Progress(const TrainConfig& train, Communicator& comm, Loader& loader, MetricsLog* metrics,

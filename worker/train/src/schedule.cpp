@@ -2,8 +2,17 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 
 namespace evl {
+
+std::string Hms(double seconds) {
+  const int64_t s = static_cast<int64_t>(seconds);
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%ld:%02ld:%02ld", static_cast<long>(s / 3600), static_cast<long>((s / 60) % 60),
+                static_cast<long>(s % 60));
+  return buf;
+}
 
 double LearningRate(const TrainConfig& t, int64_t step) {
   const double base = t.lr();

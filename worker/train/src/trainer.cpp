@@ -40,13 +40,6 @@ namespace {
 using Clock = std::chrono::steady_clock;
 double Since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
-std::string Hms(double seconds) {
-  const int64_t s = static_cast<int64_t>(seconds);
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%ld:%02ld:%02ld", s / 3600, (s / 60) % 60, s % 60);
-  return buf;
-}
-
 AutocastDtype AutocastOf(Precision p) {
   return p == FP16 ? AutocastDtype::kHalf : p == BF16 ? AutocastDtype::kBFloat16 : AutocastDtype::kOff;
 }
