@@ -222,6 +222,19 @@ TEST(DataDraws, TrainDrawsFollowTheOfficialDistribution) {
   EXPECT_GT(their_ends, 0);
 }
 
+// A file the reader must decode from the start (packets sharing timestamps) used to be decoded twice
+// for its first sample: once by Open to learn the frame order, once by Decode. Open now leaves it to
+// Decode's one pass, which checks the order the packets gave (here right: 21 frames, as PyAV).
+TEST(Corpus, AFileDecodedFromTheStartCostsOneDecodeForItsFirstSample) {
+  VideoReader reader;
+  reader.Open(kCorpus + "/dup_timestamps.mkv");
+  EXPECT_EQ(reader.stats().frames_decoded, 0) << "Open decoded frames";
+  EXPECT_EQ(reader.info().num_frames, 21);
+  reader.Decode({0, 10, 20});
+  EXPECT_EQ(reader.stats().frames_decoded, 60) << "the 60 frames decoded more than once";
+  EXPECT_EQ(reader.info().num_frames, 21);
+}
+
 // `evl data probe` decodes what a K400 recipe decodes (the train clip with RandAugment, three test
 // views) from every corpus file, and names the one truncated file with its reason.
 TEST(DataProbe, EveryCorpusFileIsFineAndATruncatedOneIsNamed) {
@@ -232,7 +245,7 @@ TEST(DataProbe, EveryCorpusFileIsFineAndATruncatedOneIsNamed) {
   const auto r = RunCommand(std::string(EVL_BIN) + " data probe " + dir + "/list.txt --data-root " + kCorpus +
                             " --config " + EVL_SOURCE_DIR + "/configs/k400_vitb16_8f_dec4x768.pbtxt");
   EXPECT_EQ(r.status, 1) << r.output;
-  EXPECT_NE(r.output.find("17 videos, 16 ok, 1 with problems (8 frames, sampling rate 16, 3x1 test views)"),
+  EXPECT_NE(r.output.find("18 videos, 17 ok, 1 with problems (8 frames, sampling rate 16, 3x1 test views)"),
             std::string::npos) << r.output;
   EXPECT_NE(r.output.find("FAILED /"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("truncated.mp4: cannot open as a video"), std::string::npos) << r.output;
@@ -243,7 +256,8 @@ INSTANTIATE_TEST_SUITE_P(RealFootage, Corpus,
                          ::testing::Values("mpeg4_bframes.avi", "msmpeg4v3.avi", "mjpeg.avi", "cinepak.avi",
                                            "audio_first.mp4", "editlist.mp4", "prepared_like.mp4",
                                            "editlist_no_bframes.mp4", "open_gop.mp4", "vfr.mkv", "hevc.mp4",
-                                           "vp9.webm", "av1.mkv", "ts_discontinuity.ts", "interlaced.mp4"),
+                                           "vp9.webm", "av1.mkv", "ts_discontinuity.ts", "interlaced.mp4",
+                                           "dup_timestamps.mkv"),
                          [](const auto& info) {
                            std::string n = info.param;
                            for (auto& c : n)

@@ -203,14 +203,16 @@ TEST(RunCheckpoints, ASaveNeverWaitsForTheWriteInFlight) {
 TEST(PeriodicEvaluation, DueEveryEvalFreqStepsAndAtTheLastButNotOnAStopOrWithoutAValList) {
   LoopFixture f("loop_eval", {"train.num_steps=10", "train.eval_freq=4", "data.val_list=/x/val.txt"});
   LoneCommunicator comm;
-  PeriodicEvaluation evaluation(f.model, f.config, comm, torch::kCPU, nullptr);
+  const std::vector<VideoEntry> videos = {{"/x/a.mp4", 0}};
+  PeriodicEvaluation evaluation(f.model, f.config, videos, comm, torch::kCPU, nullptr);
   std::vector<int64_t> due;
   for (int64_t step = 1; step <= 10; ++step)
     if (evaluation.Due(step, false)) due.push_back(step);
   EXPECT_EQ(due, (std::vector<int64_t>{4, 8, 10}));
   EXPECT_FALSE(evaluation.Due(8, /*stop=*/true));
   LoopFixture none("loop_eval_none", {"train.num_steps=10", "train.eval_freq=4"});
-  PeriodicEvaluation without(none.model, none.config, comm, torch::kCPU, nullptr);
+  const std::vector<VideoEntry> no_videos;
+  PeriodicEvaluation without(none.model, none.config, no_videos, comm, torch::kCPU, nullptr);
   EXPECT_FALSE(without.Due(4, false));
 }
 

@@ -8,6 +8,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <sys/file.h>
+#include <sys/inotify.h>
 #include <unistd.h>
 
 #include <fstream>
@@ -352,6 +353,56 @@ TEST(Launch, SigtermLetsTheRanksSaveAndReturnsTheirStatus) {
   EXPECT_NE(r.output.find("status 75"), std::string::npos) << r.output << log;
   EXPECT_NE(log.find("stop signal: checkpoint saved"), std::string::npos) << log;
   EXPECT_FALSE(ListCheckpoints(d).empty()) << log;
+}
+
+// Opens of the files `paths` while `command` runs, counted by the kernel (inotify) whichever
+// process opens them. Opens that are simultaneous may be counted as one (inotify merges identical
+// successive events): a count is exact when the opens happen one after another.
+std::vector<int> OpensDuring(const std::string& command, const std::vector<std::string>& paths, CommandResult* r) {
+  const int fd = inotify_init1(IN_NONBLOCK);
+  EXPECT_GE(fd, 0);
+  std::vector<int> watches, opens(paths.size(), 0);
+  // Reads and closes between one process's open and the next keep sequential opens apart.
+  for (const auto& p : paths) watches.push_back(inotify_add_watch(fd, p.c_str(), IN_OPEN | IN_ACCESS | IN_CLOSE_NOWRITE));
+  *r = RunCommand(command);
+  alignas(inotify_event) char buf[1 << 16];
+  for (ssize_t n; (n = read(fd, buf, sizeof buf)) > 0;)
+    for (char* at = buf; at < buf + n; at += sizeof(inotify_event) + reinterpret_cast<inotify_event*>(at)->len) {
+      const auto* e = reinterpret_cast<inotify_event*>(at);
+      EXPECT_FALSE(e->mask & IN_Q_OVERFLOW) << "inotify queue overflowed";
+      for (size_t k = 0; k < paths.size(); ++k) opens[k] += e->wd == watches[k] && (e->mask & IN_OPEN);
+    }
+  close(fd);
+  return opens;
+}
+
+// Every rank used to read both lists in its own preflight and again for its dataset, and the val
+// list again at every evaluation: at 512 ranks and Kinetics' lists, ~15 GB read from shared
+// storage at once. Now `evl launch` checks them once, and in the job rank 0 alone reads them and
+// broadcasts them. (Before: train 1 + 2 + 2 opens, val 1 + 2 + 2 x 3 evaluations.)
+TEST(Launch, TheListsAreReadOncePerJobNotOncePerRankOrEvaluation) {
+  const std::string d = ScratchDir("launch_lists_once");
+  std::smatch root;
+  const std::string data = SharedData();
+  ASSERT_TRUE(std::regex_search(data, root, std::regex("data_root=(\\S+)")));
+  RunCommand("cp " + root[1].str() + "/train.txt " + root[1].str() + "/val.txt " + d);
+  const std::string lists = data + " --set data.train_list=" + d + "/train.txt --set data.val_list=" + d + "/val.txt";
+  CommandResult r;
+  const auto opens = OpensDuring(kEvl + " launch -n 2 -- train" + SmallRun(d + "/run") + lists + " --set train.eval_freq=4",
+                                 {d + "/train.txt", d + "/val.txt"}, &r);
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_EQ(ReadMetrics(d + "/run", "eval_step").size(), 3u) << r.output;
+  EXPECT_EQ(opens, (std::vector<int>{2, 2})) << "opens of train.txt, val.txt: evl launch's check, then rank 0";
+
+  // A bad line the ranks' own preflight no longer reads (mpirun without evl launch, as `srun` in a
+  // job script): rank 0 finds it, every rank stops with status 2, the job reports it once.
+  RunCommand("echo 'broken.mp4 x' >> " + d + "/val.txt");
+  auto bad = RunCommand(kMpirun + "-np 2 " + kEvl + " train" + SmallRun(d + "/bad") + lists);
+  EXPECT_EQ(bad.status, kExitUsage) << bad.output;
+  const std::string problem = "data.val_list: " + d + "/val.txt:";
+  EXPECT_NE(bad.output.find(problem), std::string::npos) << bad.output;
+  EXPECT_EQ(bad.output.find(problem), bad.output.rfind(problem)) << "reported by more than one rank:\n" << bad.output;
+  EXPECT_TRUE(ListCheckpoints(d + "/bad").empty()) << bad.output;
 }
 
 TEST(Tensorboard, AZeroValueIsWrittenAndReadBack) {

@@ -199,6 +199,8 @@ void Interleave8(const uint8_t* first, int64_t frame, int64_t b0, int64_t b1, ui
 }
 #endif
 
+thread_local std::vector<uint8_t> g_scratch8;  // AffineClip's eight interleaved frames
+
 // Image.rotate(degrees, BICUBIC, fillcolor): counter-clockwise about the centre, same size.
 std::array<double, 6> RotationMatrix(double degrees, int64_t w, int64_t h) {
   const double angle = -degrees * M_PI / 180.0;
@@ -212,6 +214,8 @@ std::array<double, 6> RotationMatrix(double degrees, int64_t w, int64_t h) {
 
 }  // namespace
 
+size_t AffineScratchBytes() { return g_scratch8.capacity(); }
+
 void AffineClip(uint8_t* clip, int64_t T, int64_t h, int64_t w, AugmentRegion in, AugmentRegion out,
                 const std::array<double, 6>& m, bool vectorized) {
   const int64_t frame = h * w * 3;
@@ -220,7 +224,7 @@ void AffineClip(uint8_t* clip, int64_t T, int64_t h, int64_t w, AugmentRegion in
   if (vectorized && HaveAvx2() && T >= 8) {
     // Only `in` is filled. Kept per thread: a fresh 2 MB buffer per call costs page faults. Sized
     // to this clip: one 1080p source must not leave ~50 MB behind in every decode thread.
-    thread_local std::vector<uint8_t> src8;
+    std::vector<uint8_t>& src8 = g_scratch8;
     const size_t need = static_cast<size_t>(frame) * 8;
     if (src8.size() < need || src8.size() > 4 * need) std::vector<uint8_t>(need).swap(src8);
     for (; t + 8 <= T; t += 8) {

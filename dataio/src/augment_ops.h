@@ -51,5 +51,8 @@ std::optional<std::array<double, 6>> AffineOf(Op op, double arg, int64_t w, int6
 void AffineClip(uint8_t* clip, int64_t T, int64_t h, int64_t w, AugmentRegion in, AugmentRegion out,
                 const std::array<double, 6>& m, bool vectorized);
 
+// The bytes AffineClip keeps allocated on this thread between clips (its AVX2 path's scratch).
+size_t AffineScratchBytes();
+
 }  // namespace augment
 }  // namespace evl

@@ -16,18 +16,6 @@ torch::Tensor Normalize(const torch::Tensor& frames, const std::array<float, 3>&
   return (frames.permute({3, 0, 1, 2}).to(torch::kFloat).div_(255.0f) - m).div_(s);
 }
 
-// Runs `load` once more if the reader found that a file's decoded frames differ from what its
-// packets promised: the frame indices were drawn from a wrong count, and the reader now knows the
-// true one (evl/video_reader.h).
-template <typename F>
-torch::Tensor DrawingAgainIfTheOrderChanged(F load) {
-  try {
-    return load();
-  } catch (const FrameOrderChanged&) {
-    return load();
-  }
-}
-
 torch::Tensor LoadTestViewsOnce(const std::string& path, const ClipDatasetOptions& o_, VideoReader& reader) {
   reader.Open(path);
   const int64_t len = reader.info().num_frames;
@@ -73,11 +61,14 @@ torch::Tensor LoadTestViewsOnce(const std::string& path, const ClipDatasetOption
 }  // namespace
 
 at::Tensor LoadTestViews(const std::string& path, const ClipDatasetOptions& o, VideoReader& reader) {
-  return DrawingAgainIfTheOrderChanged([&] { return LoadTestViewsOnce(path, o, reader); });
+  return OnceMoreIfTheOrderChanged([&] { return LoadTestViewsOnce(path, o, reader); });
 }
 
 VideoClipDataset::VideoClipDataset(const ClipDatasetOptions& options)
-    : o_(options), entries_(ReadVideoList(options.list_path, options.data_root, options.num_classes)) {
+    : VideoClipDataset(options, ReadVideoList(options.list_path, options.data_root, options.num_classes)) {}
+
+VideoClipDataset::VideoClipDataset(const ClipDatasetOptions& options, std::vector<VideoEntry> entries)
+    : o_(options), entries_(std::move(entries)) {
   if (o_.train && !o_.auto_augment.empty()) {
     rand_augment_config_ = ParseRandAugment(o_.auto_augment);
     rand_augment_ = true;
@@ -92,7 +83,7 @@ std::vector<int64_t> VideoClipDataset::TrainFrameIndices(int64_t len, std::mt199
 }
 
 at::Tensor VideoClipDataset::Load(int64_t index, uint64_t step, VideoReader& reader) const {
-  return DrawingAgainIfTheOrderChanged([&] { return LoadOnce(index, step, reader); });
+  return OnceMoreIfTheOrderChanged([&] { return LoadOnce(index, step, reader); });
 }
 
 at::Tensor VideoClipDataset::LoadOnce(int64_t index, uint64_t step, VideoReader& reader) const {

@@ -1,17 +1,30 @@
 #include "evl/video_list.h"
 
+#include <cerrno>
+#include <cstring>
 #include <fstream>
+#include <sstream>
 
 namespace evl {
 
-std::vector<VideoEntry> ReadVideoList(const std::string& list_path, const std::string& data_root,
-                                      int num_classes) {
-  std::ifstream in(list_path);
-  if (!in) throw DataError(list_path + ": cannot open dataset list");
+std::string ReadListFile(const std::string& list_path) {
+  std::ifstream in(list_path, std::ios::binary);
+  if (!in) throw DataError(list_path + ": cannot open dataset list (" + std::strerror(errno) + ")");
+  std::ostringstream bytes;
+  bytes << in.rdbuf();
+  if (in.bad()) throw DataError(list_path + ": cannot read dataset list (" + std::strerror(errno) + ")");
+  return bytes.str();
+}
+
+std::vector<VideoEntry> ParseVideoList(const std::string& text, const std::string& list_path,
+                                       const std::string& data_root, int num_classes) {
   std::vector<VideoEntry> out;
-  std::string line;
   int line_no = 0;
-  while (std::getline(in, line)) {
+  for (size_t begin = 0; begin < text.size();) {
+    size_t end = text.find('\n', begin);
+    if (end == std::string::npos) end = text.size();
+    std::string line = text.substr(begin, end - begin);
+    begin = end + 1;
     ++line_no;
     if (!line.empty() && line.back() == '\r') line.pop_back();
     if (line.find_first_not_of(" \t") == std::string::npos || line[0] == '#') continue;
@@ -35,6 +48,11 @@ std::vector<VideoEntry> ReadVideoList(const std::string& list_path, const std::s
   }
   if (out.empty()) throw DataError(list_path + ": dataset list has no entries");
   return out;
+}
+
+std::vector<VideoEntry> ReadVideoList(const std::string& list_path, const std::string& data_root,
+                                      int num_classes) {
+  return ParseVideoList(ReadListFile(list_path), list_path, data_root, num_classes);
 }
 
 }  // namespace evl

@@ -16,9 +16,17 @@ extern "C" {
 #include <map>
 #include <set>
 
+#include "decoded_orders.h"
 #include "evl/video_list.h"
 
 namespace evl {
+
+DecodedOrders& DecodedOrders::Shared() {
+  // 4096 files x a few thousand frames x 8 bytes: tens of MB at most.
+  static DecodedOrders orders(4096);
+  return orders;
+}
+
 namespace {
 
 using Clock = std::chrono::steady_clock;
@@ -77,18 +85,6 @@ struct VideoReader::State {
   VideoInfo info;
   PacketIndex index;
   bool sequential = false;  // the packets do not say which frame is which: decode from the start
-  // Files whose decoded frames disagreed with their packets: the order decoding gave, by path; the
-  // least recently used is forgotten first (a corpus of such files would otherwise pay two full
-  // decodes per sample each time a wholesale clear came round).
-  static constexpr size_t kRememberedFiles = 4096;
-  std::map<std::string, std::pair<std::vector<int64_t>, uint64_t>> decoded_order;  // (order, last use)
-  uint64_t uses = 0;
-  const std::vector<int64_t>* KnownOrder(const std::string& file) {
-    auto it = decoded_order.find(file);
-    if (it == decoded_order.end()) return nullptr;
-    it->second.second = ++uses;
-    return &it->second.first;
-  }
   DecodeStats stats;
 
   ~State() {
@@ -239,13 +235,11 @@ struct VideoReader::State {
     return order;
   }
 
+  // Files whose decoded frames disagreed with their packets, or whose packets could not say, take
+  // the decode-all path from now on, in every reader of the process (decoded_orders.h).
   void RememberDecodedOrder(std::vector<int64_t> order) {
-    if (decoded_order.size() >= kRememberedFiles && !decoded_order.count(path))
-      decoded_order.erase(std::min_element(decoded_order.begin(), decoded_order.end(), [](const auto& a, const auto& b) {
-        return a.second.second < b.second.second;
-      }));
     index.frame_pts = order;
-    decoded_order[path] = {std::move(order), ++uses};
+    DecodedOrders::Shared().Remember(path, std::move(order));
     info.num_frames = static_cast<int64_t>(index.frame_pts.size());
     sequential = true;
   }
@@ -392,18 +386,17 @@ void VideoReader::Open(const std::string& path) {
   AVStream* st = s.fmt->streams[s.stream];
   const AVCodec* codec = s.dec->codec;
   if (num_packets == 0) s.Fail("has zero video frames");
-  // Packets without pts (AVI with packed B-frames) cannot say which frame is which: then the order
-  // is the one decoding gives, found once per file and remembered (as for any file whose decoded
-  // frames disagreed with its packets, see Decode).
+  // Packets without pts (AVI with packed B-frames) or sharing one cannot say which frame is which:
+  // such a file is decoded from the start, and its order is the one decoding gives. Open does not
+  // decode to learn it: the packets' order stands until Decode's decode-all checks it, so the first
+  // sample of the file costs one decode, not two; only where the packets were wrong are the indices
+  // drawn again (FrameOrderChanged). An order learnt before, by any reader, is used as it is.
   std::vector<int64_t>& frame_pts = s.index.frame_pts;
-  if (const auto* known = s.KnownOrder(path)) {
-    frame_pts = *known;
+  if (auto known = DecodedOrders::Shared().Find(path)) {
+    frame_pts = std::move(*known);
     s.sequential = true;
   } else if (packets_without_pts || frame_pts.size() < num_packets) {
-    std::vector<int64_t> keys;
-    s.DecodeFromStart([&](int64_t key) { keys.push_back(key); });
-    if (keys.empty()) s.Fail("has no decodable video frame");
-    s.RememberDecodedOrder(s.DecodedOrder(keys));
+    s.sequential = true;
   }
   auto& keyframes = s.index.keyframes;
   if (keyframes.empty() || keyframes.front().first > frame_pts.front())

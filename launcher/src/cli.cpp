@@ -106,11 +106,17 @@ void OnChosen(CLI::App* cmd, Invocation& inv, std::function<int()> run) {
   cmd->callback([&inv, run = std::move(run)] { inv.run = run; });
 }
 
-bool PassesPreflight(const EvlConfig& config, PreflightFor what, int world) {
-  const std::vector<std::string> problems = PreflightProblems(config, what, world);
+bool PassesPreflight(const EvlConfig& config, PreflightFor what, int world, ListCheck lists) {
+  const std::vector<std::string> problems = PreflightProblems(config, what, world, lists);
   if (problems.empty()) return true;
   if (LogRank() == 0) LOG(ERROR) << PreflightReport(problems);
   return false;
+}
+
+bool PassesRankPreflight(const EvlConfig& config, PreflightFor what, int preflight_ranks) {
+  const int world = preflight_ranks > 0 ? preflight_ranks : LogWorld();
+  const bool one_of_many = preflight_ranks == 0 && world > 1;
+  return PassesPreflight(config, what, world, one_of_many ? ListCheck::kExistence : ListCheck::kEveryLine);
 }
 
 void AddPreflightRanksOption(CLI::App* cmd, int* preflight_ranks) {

@@ -36,7 +36,11 @@ void AddConfigFlags(CLI::App* cmd, ConfigFlags* flags);
 void OnChosen(CLI::App* cmd, Invocation& inv, std::function<int()> run);
 // Runs evl/preflight.h; false after printing every problem (once per job: rank 0 of the launcher's
 // environment prints, the other ranks stay quiet). `world` 0: unknown.
-bool PassesPreflight(const EvlConfig& config, PreflightFor what, int world);
+bool PassesPreflight(const EvlConfig& config, PreflightFor what, int world, ListCheck lists = ListCheck::kEveryLine);
+// `evl train`/`eval` before MPI starts. With --preflight-ranks N (what `evl launch` runs once) or
+// alone: everything, every line of the lists. As one rank of many: the lists' existence only; rank
+// 0 reads them for the job (evl/dataset_lists.h), so N ranks do not each read them.
+bool PassesRankPreflight(const EvlConfig& config, PreflightFor what, int preflight_ranks);
 // Adds the hidden --preflight-ranks N option `evl launch` uses to check a rank command for a job of
 // N ranks once, in one process, before starting mpirun (the command then only checks).
 void AddPreflightRanksOption(CLI::App* cmd, int* preflight_ranks);

@@ -168,9 +168,11 @@ int RunDataBench(const DataBenchOptions& o) {
   // The decode floor: open and decode (to RGB at native size) only the frames the train clip
   // uses, nothing else; the train path cannot be faster than this.
   const PathResult floor = Measure(n, o.rounds, reader, [&](int64_t i, int r) {
-    reader.Open(ds_plain.entry(i).path);
-    std::mt19937_64 rng = SampleRng(train_plain.seed, static_cast<uint64_t>(r), static_cast<uint64_t>(i));
-    reader.Decode(ds_plain.TrainFrameIndices(reader.info().num_frames, rng));
+    OnceMoreIfTheOrderChanged([&] {
+      reader.Open(ds_plain.entry(i).path);
+      std::mt19937_64 rng = SampleRng(train_plain.seed, static_cast<uint64_t>(r), static_cast<uint64_t>(i));
+      return reader.Decode(ds_plain.TrainFrameIndices(reader.info().num_frames, rng));
+    });
   });
   PrintRow("decode floor (train)", floor, -1, "not measured: a floor, not a loader");
   const PathResult tp = Measure(n, o.rounds, reader, [&](int64_t i, int r) { ds_plain.Load(i, r, reader); });

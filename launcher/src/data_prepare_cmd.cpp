@@ -53,7 +53,7 @@ std::string OutputName(const std::string& input, const std::string& data_root) {
   return rel + ".mp4";
 }
 
-void Transcode(const std::string& in, const std::string& out, const PrepareOptions& o, VideoReader& reader) {
+void TranscodeOnce(const std::string& in, const std::string& out, const PrepareOptions& o, VideoReader& reader) {
   reader.Open(in);
   const VideoInfo info = reader.info();
   int w = info.width, h = info.height;
@@ -98,6 +98,12 @@ void Transcode(const std::string& in, const std::string& out, const PrepareOptio
     throw;
   }
   if (std::rename(tmp.c_str(), out.c_str()) != 0) throw DataError(out + ": cannot rename the finished file into place");
+}
+
+// Every frame in the official order; a file whose packets misstated its frames starts over once,
+// with the count decoding found.
+void Transcode(const std::string& in, const std::string& out, const PrepareOptions& o, VideoReader& reader) {
+  OnceMoreIfTheOrderChanged([&] { TranscodeOnce(in, out, o, reader); });
 }
 
 int RunDataPrepare(int* argc, char*** argv, const PrepareOptions& o) {

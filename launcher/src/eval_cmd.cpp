@@ -11,7 +11,10 @@
 #include "evl/file_util.h"
 #include "evl/checkpoint_manager.h"
 #include "evl/communicator.h"
+#include "evl/dataset_lists.h"
 #include "evl/evaluator.h"
+#include "evl/exit_status.h"
+#include "evl/preflight.h"
 #include "evl/model_factory.h"
 #include "evl/runtime_info.h"
 #include "evl/topology.h"
@@ -21,32 +24,45 @@
 namespace evl {
 namespace {
 
+// The run's newest checkpoint that verifies (what a chained `evl submit --then-eval` evaluates):
+// rank 0 reads and checks the candidates, the others learn its choice. "" if there is none.
+std::string NewestCheckpointOfTheRun(const EvlConfig& config, Communicator& comm) {
+  std::string newest;
+  if (comm.rank() == 0) {
+    std::vector<std::string> skipped;
+    newest = FindNewestValidCheckpoint(config.train().run_dir(), &skipped);
+    for (const auto& s : skipped) LOG(WARNING) << "skipping checkpoint " << s;
+  }
+  return comm.BroadcastString(newest, 0, "checkpoint to evaluate", config.dist().checkpoint_timeout_s());
+}
+
 int RunEval(int* argc, char*** argv, const ConfigFlags& flags, const std::string& checkpoint, const std::string& out,
             int preflight_ranks) {
   EvlConfig config = LoadEffectiveConfig(flags.config_path, flags.overrides);
-  if (!PassesPreflight(config, PreflightFor::kEval, preflight_ranks > 0 ? preflight_ranks : LogWorld())) return 2;
+  if (!PassesRankPreflight(config, PreflightFor::kEval, preflight_ranks)) return 2;
   if (preflight_ranks > 0) return 0;
-  std::string weights = checkpoint;
-  if (weights.empty()) {
-    // The run's newest checkpoint that verifies: what a chained `evl submit --then-eval` evaluates.
-    std::vector<std::string> skipped;
-    weights = FindNewestValidCheckpoint(config.train().run_dir(), &skipped);
-    for (const auto& s : skipped) LOG(WARNING) << "skipping checkpoint " << s;
-    if (weights.empty())
-      throw std::invalid_argument("evl eval: no --checkpoint given and no valid checkpoint in " +
-                                  config.train().run_dir() + "/checkpoints");
-  }
   return RunRankJob(argc, argv, config.train().threads(), DeviceRequestOf(config), [&](const Topology& topo) {
     // Results are gathered as CPU tensors, so evaluation needs the MPI backend alone.
     auto comm = MakeRoutingCommunicator(MakeMpiCommunicator(config.dist().stall_timeout_s()), nullptr);
     ResolveDataPaths(&config, *comm);
+    const std::string weights = checkpoint.empty() ? NewestCheckpointOfTheRun(config, *comm) : checkpoint;
+    if (weights.empty()) {
+      LOG_IF(ERROR, topo.rank == 0) << "evl eval: no --checkpoint given and no valid checkpoint in "
+                                    << config.train().run_dir() << "/checkpoints";
+      return kExitUsage;
+    }
+    const DatasetLists lists = ReadDatasetLists(config, /*train=*/false, /*val=*/true, *comm);
+    if (!lists.problems.empty()) {
+      LOG_IF(ERROR, topo.rank == 0) << PreflightReport(lists.problems);
+      return kExitUsage;
+    }
     LOG_IF(INFO, topo.rank == 0) << "evaluating " << weights;
     const torch::Device device(topo.device);
     EVLTransformer model = BuildModel(config, device);
     LoadTrainedWeights(*model, weights);
     const std::string dir = out.empty() ? config.train().run_dir() + "/eval" : out;
     if (topo.rank == 0) MakeDirectories(dir);
-    const EvalReport r = Evaluate(model, config, *comm, device, dir);
+    const EvalReport r = Evaluate(model, config, lists.val, *comm, device, dir);
     if (topo.rank == 0) {
       std::cout << std::fixed << std::setprecision(2) << "videos " << r.videos << " (evaluated " << r.evaluated
                 << ", undecodable " << r.skipped << "), " << config.data().num_temporal_views() << "x"

@@ -81,7 +81,7 @@ int RunTrain(int* argc, char*** argv, const ConfigFlags& flags, const TrainFlags
   // Config errors surface before MPI starts, on every rank, with the file and field.
   EvlConfig config = LoadEffectiveConfig(flags.config_path, flags.overrides);
   // Before MPI starts: every rank checks (shared files), rank 0 alone speaks.
-  if (!PassesPreflight(config, PreflightFor::kTrain, preflight_ranks > 0 ? preflight_ranks : LogWorld())) return 2;
+  if (!PassesRankPreflight(config, PreflightFor::kTrain, preflight_ranks)) return 2;
   if (preflight_ranks > 0) return 0;
   return RunRankJob(argc, argv, config.train().threads(), DeviceRequestOf(config), [&](const Topology& topo) {
     LOG_IF(INFO, topo.rank == 0) << "job: " << topo.world << " rank(s), " << topo.local_world << " on this node ("

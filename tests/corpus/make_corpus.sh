@@ -45,6 +45,11 @@ ff -f lavfi -i "$src" -t 3 -c:v libx264 -bf 2 -g 30 -output_ts_offset 10 a.ts
 ff -f lavfi -i "$src" -t 3 -c:v libx264 -bf 2 -g 30 -output_ts_offset 1000 b.ts
 cat a.ts b.ts > ts_discontinuity.ts
 rm a.ts b.ts
+# Packets sharing a timestamp: Matroska's millisecond clock at 3000 fps gives 60 frames 21 distinct
+# timestamps (the official loader keeps the last frame of each: 21 frames). Its packets cannot say
+# which frame is which, so the reader decodes it from the start.
+ff -f lavfi -i "testsrc2=size=160x120:rate=3000,noise=alls=12:allf=t" -frames:v 60 -c:v libx264 -bf 0 -g 12 \
+   dup_timestamps.mkv
 # Interlaced H.264 (field-coded, 576i-like).
 ff -f lavfi -i "testsrc2=size=352x288:rate=25,noise=alls=12:allf=t" -t 4 -c:v libx264 -flags +ilme+ildct \
    -x264-params interlaced=1:tff=1 -bf 2 interlaced.mp4

@@ -47,6 +47,8 @@ class VideoClipDataset {
  public:
   // Reads the list (throws DataError naming file:line); checks auto_augment (std::invalid_argument).
   explicit VideoClipDataset(const ClipDatasetOptions& options);
+  // Over entries already read (options.list_path only names them).
+  VideoClipDataset(const ClipDatasetOptions& options, std::vector<VideoEntry> entries);
   int64_t size() const { return static_cast<int64_t>(entries_.size()); }
   const VideoEntry& entry(int64_t i) const { return entries_.at(static_cast<size_t>(i)); }
   const ClipDatasetOptions& options() const { return o_; }

@@ -25,4 +25,12 @@ class DataError : public std::runtime_error {
 std::vector<VideoEntry> ReadVideoList(const std::string& list_path, const std::string& data_root,
                                       int num_classes);
 
+// The same from the list's bytes, read elsewhere (a job's rank 0 reads a list once and broadcasts
+// them); `list_path` names the list in errors.
+std::vector<VideoEntry> ParseVideoList(const std::string& text, const std::string& list_path,
+                                       const std::string& data_root, int num_classes);
+
+// A list file's bytes; DataError naming it if it cannot be read.
+std::string ReadListFile(const std::string& list_path);
+
 }  // namespace evl

@@ -37,6 +37,17 @@ class FrameOrderChanged : public DataError {
   using DataError::DataError;
 };
 
+// Runs `open_and_decode` (which Opens a file and draws its frame indices from info()) once more
+// when the reader found that the file's frames are not the ones its packets promised.
+template <typename F>
+auto OnceMoreIfTheOrderChanged(F open_and_decode) -> decltype(open_and_decode()) {
+  try {
+    return open_and_decode();
+  } catch (const FrameOrderChanged&) {
+    return open_and_decode();
+  }
+}
+
 struct VideoInfo {
   int64_t num_frames = 0;
   int width = 0, height = 0;

@@ -56,12 +56,12 @@ struct EvalItem {
 
 }  // namespace
 
-EvalReport Evaluate(EVLTransformer& model, const EvlConfig& config, Communicator& comm, const torch::Device& device,
-                    const std::string& out_dir) {
+EvalReport Evaluate(EVLTransformer& model, const EvlConfig& config, const std::vector<VideoEntry>& videos,
+                    Communicator& comm, const torch::Device& device, const std::string& out_dir) {
   EvalReport r;
-  if (config.data().val_list().empty()) throw std::invalid_argument("data.val_list is empty: nothing to evaluate");
+  if (videos.empty()) throw std::invalid_argument("data.val_list is empty: nothing to evaluate");
   const auto t0 = std::chrono::steady_clock::now();
-  VideoClipDataset ds(DatasetOptionsFromConfig(config, false));
+  VideoClipDataset ds(DatasetOptionsFromConfig(config, false), videos);
   const int64_t n = ds.size(), C = config.model().num_classes(), world = comm.world();
   const int64_t slots = (n + world - 1) / world;
   // Row per local video: [index, decoded, scores...]; index -1 marks an unused slot.

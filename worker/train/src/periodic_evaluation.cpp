@@ -10,13 +10,14 @@
 
 namespace evl {
 
-PeriodicEvaluation::PeriodicEvaluation(EVLTransformer& model, const EvlConfig& config, Communicator& comm,
+PeriodicEvaluation::PeriodicEvaluation(EVLTransformer& model, const EvlConfig& config,
+                                       const std::vector<VideoEntry>& videos, Communicator& comm,
                                        const torch::Device& device, MetricsLog* metrics)
-    : model_(model), config_(config), comm_(comm), device_(device), metrics_(metrics) {}
+    : model_(model), config_(config), videos_(videos), comm_(comm), device_(device), metrics_(metrics) {}
 
 bool PeriodicEvaluation::Due(int64_t step, bool stop) const {
   const TrainConfig& t = config_.train();
-  return !stop && !config_.data().val_list().empty() &&
+  return !stop && !videos_.empty() &&
          ((t.eval_freq() > 0 && step % t.eval_freq() == 0) || step == t.num_steps());
 }
 
@@ -26,7 +27,7 @@ std::optional<EvalReport> PeriodicEvaluation::MaybeRun(int64_t step, bool stop) 
   const std::string out_dir = config_.train().run_dir() + "/eval";
   const bool lead = comm_.rank() == 0;
   if (lead) MakeDirectories(out_dir);
-  const EvalReport report = Evaluate(model_, config_, comm_, device_, out_dir);
+  const EvalReport report = Evaluate(model_, config_, videos_, comm_, device_, out_dir);
   last_top1_ = report.top1_all;
   last_step_ = step;
   if (lead) {

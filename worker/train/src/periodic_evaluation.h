@@ -5,12 +5,14 @@
 
 #include <cstdint>
 #include <optional>
+#include <vector>
 
 #include <torch/torch.h>
 
 #include "evl/communicator.h"
 #include "evl/evaluator.h"
 #include "evl/model.h"
+#include "evl/video_list.h"
 #include "evl_config.pb.h"
 
 namespace evl {
@@ -19,9 +21,10 @@ class MetricsLog;
 
 class PeriodicEvaluation {
  public:
+  // `videos`: the validation list, read once for the run (evl/dataset_lists.h); empty: never due.
   // `metrics` is rank 0's (null elsewhere). All references must outlive this object.
-  PeriodicEvaluation(EVLTransformer& model, const EvlConfig& config, Communicator& comm, const torch::Device& device,
-                     MetricsLog* metrics);
+  PeriodicEvaluation(EVLTransformer& model, const EvlConfig& config, const std::vector<VideoEntry>& videos,
+                     Communicator& comm, const torch::Device& device, MetricsLog* metrics);
 
   // Whether an evaluation is due after step `step` (1-based).
   bool Due(int64_t step, bool stop) const;
@@ -35,6 +38,7 @@ class PeriodicEvaluation {
  private:
   EVLTransformer& model_;
   const EvlConfig& config_;
+  const std::vector<VideoEntry>& videos_;
   Communicator& comm_;
   torch::Device device_;
   MetricsLog* metrics_;

@@ -39,19 +39,22 @@ class Checks {
       problems.push_back(field + ": no such file: " + path);
       return;
     }
+    if (lists == ListCheck::kExistence) return;
     try {
       if (ReadVideoList(path, root, num_classes).empty()) problems.push_back(field + ": " + path + " lists no video");
     } catch (const std::exception& e) {
       problems.push_back(field + ": " + e.what());
     }
   }
+  ListCheck lists = ListCheck::kEveryLine;
   std::vector<std::string> problems;
 };
 
 }  // namespace
 
-std::vector<std::string> PreflightProblems(const EvlConfig& config, PreflightFor what, int world) {
+std::vector<std::string> PreflightProblems(const EvlConfig& config, PreflightFor what, int world, ListCheck lists) {
   Checks c;
+  c.lists = lists;
   const TrainConfig& t = config.train();
   const DataConfig& d = config.data();
   const int classes = config.model().num_classes();

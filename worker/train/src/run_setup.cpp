@@ -68,6 +68,13 @@ void BroadcastParameters(torch::nn::Module& model, Communicator& comm) {
   }
 }
 
+void CheckBatchDivides(const TrainConfig& t, int world) {
+  if (t.batch_size() % (world * t.batch_split()))
+    throw std::invalid_argument("train.batch_size " + std::to_string(t.batch_size()) + " must divide by world (" +
+                                std::to_string(world) + ") x train.batch_split (" + std::to_string(t.batch_split()) +
+                                ")");
+}
+
 Precision ResolvePrecision(const TrainConfig& t, const torch::Device& device) {
   Precision precision = t.precision();
   if (precision == AUTO) precision = device.is_cuda() ? FP16 : FP32;

@@ -18,6 +18,9 @@ namespace evl {
 // refused naming the field.
 Precision ResolvePrecision(const TrainConfig& train, const torch::Device& device);
 
+// Throws std::invalid_argument unless train.batch_size divides by world x train.batch_split.
+void CheckBatchDivides(const TrainConfig& train, int world);
+
 // AdamW over the model's trainable parameters; with train.no_decay_norm_bias, norms, biases,
 // positional embeddings and class tokens in a second group without weight decay (official recipe).
 std::unique_ptr<torch::optim::AdamW> MakeOptimizer(EVLTransformerImpl& model, const TrainConfig& train);

@@ -16,12 +16,14 @@
 #include "config.h"
 #include "divergence_guard.h"
 #include "evl/dataset.h"
+#include "evl/dataset_lists.h"
 #include "evl/fault_injection.h"
 #include "evl/file_util.h"
 #include "evl/grad_sync.h"
 #include "evl/loader.h"
 #include "evl/model_factory.h"
 #include "evl/npy.h"
+#include "evl/preflight.h"
 #include "evl/sampler.h"
 #include "evl/schedule.h"
 #include "evl/stop_signal.h"
@@ -46,9 +48,10 @@ AutocastDtype AutocastOf(Precision p) {
 
 // What one rank trains with, built from the config.
 struct Recipe {
-  Recipe(const EvlConfig& config, const torch::Device& device, Precision precision, Communicator& comm)
+  Recipe(const EvlConfig& config, std::vector<VideoEntry> videos, const torch::Device& device, Precision precision,
+         Communicator& comm)
       : model(BuildModel(config, device)),
-        dataset(std::make_shared<VideoClipDataset>(DatasetOptionsFromConfig(config, true))),
+        dataset(std::make_shared<VideoClipDataset>(DatasetOptionsFromConfig(config, true), std::move(videos))),
         optimizer(MakeOptimizer(*model, config.train())),
         scaler(precision == FP16 ? std::make_unique<DynamicLossScaler>() : nullptr),
         reducer(model->parameters(), &comm, config.dist().bucket_size_mb()),
@@ -146,6 +149,12 @@ void ExportFinalParameters(EVLTransformerImpl& model, const std::string& run_dir
   WriteNpy(run_dir + "/final_params.npy", torch::cat(flat));
 }
 
+// A list rank 0 could not use stops the job as preflight would have: status 2, one report.
+int ReportListProblems(const std::vector<std::string>& problems, bool lead) {
+  LOG_IF(ERROR, lead) << PreflightReport(problems);
+  return kExitUsage;
+}
+
 void LogSummary(const TrainConfig& t, int64_t start_step, int64_t end_step, double run_s, double elapsed_before,
                 const PeriodicEvaluation& evaluation, const TrainState& state) {
   std::ostringstream s;
@@ -168,10 +177,7 @@ int RunTraining(const EvlConfig& input_config, Communicator& comm, const RankCon
   EvlConfig config = input_config;
   const TrainConfig& t = config.train();
   const bool lead = comm.rank() == 0;
-  if (t.batch_size() % (comm.world() * t.batch_split()))
-    throw std::invalid_argument("train.batch_size " + std::to_string(t.batch_size()) + " must divide by world (" +
-                                std::to_string(comm.world()) + ") x train.batch_split (" +
-                                std::to_string(t.batch_split()) + ")");
+  CheckBatchDivides(t, comm.world());
   const torch::Device device(ctx.device);
   const Precision precision = ResolvePrecision(t, device);  // checked before anything is written or built
   // The checkpoints' directory first: a run that could not save should fail now, not after training.
@@ -180,9 +186,11 @@ int RunTraining(const EvlConfig& input_config, Communicator& comm, const RankCon
     for (const auto& f : RemoveUnfinishedWrites(t.run_dir())) LOG(INFO) << "removed an unfinished checkpoint write: " << f;
   }
   ResolveDataPaths(&config, comm);
+  DatasetLists lists = ReadDatasetLists(config, /*train=*/true, /*val=*/true, comm);  // once per job
+  if (!lists.problems.empty()) return ReportListProblems(lists.problems, lead);
 
   torch::manual_seed(static_cast<uint64_t>(t.seed()));  // identical decoder init on every rank
-  Recipe r(config, device, precision, comm);
+  Recipe r(config, std::move(lists.train), device, precision, comm);
   TrainState& state = r.state;
   const int64_t start_step = StartingPoint(config, flags, &r, comm);
   CheckRanksAgree(config, *r.model, r.dataset->size(), start_step, comm);
@@ -195,7 +203,7 @@ int RunTraining(const EvlConfig& input_config, Communicator& comm, const RankCon
       /*pin_memory=*/device.is_cuda());
   const auto metrics = lead ? std::make_unique<MetricsLog>(t.run_dir(), start_step) : nullptr;
   RunCheckpoints checkpoints(config, comm.world(), lead);
-  PeriodicEvaluation evaluation(r.model, config, comm, device, metrics.get());
+  PeriodicEvaluation evaluation(r.model, config, lists.val, comm, device, metrics.get());
   DivergenceGuard guard(t.nonfinite_patience(), r.scaler != nullptr, t.run_dir());
   Progress progress(t, comm, loader, metrics.get(), r.scaler.get(), r.train_step, device, start_step);
   LOG_IF(INFO, lead) << "training: " << comm.world() << " rank(s) x " << ctx.threads << " thread(s), device "

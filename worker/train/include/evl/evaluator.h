@@ -9,6 +9,7 @@
 
 #include "evl/communicator.h"
 #include "evl/model.h"
+#include "evl/video_list.h"
 #include "evl_config.pb.h"
 
 namespace evl {
@@ -27,10 +28,11 @@ struct EvalReport {
 // Aggregates per-view logits [V, C] into one score vector [C] (eval.aggregation).
 at::Tensor AggregateViews(const at::Tensor& view_logits, Aggregation mode);
 
-// Evaluates data.val_list. When `out_dir` is non-empty rank 0 writes predictions.jsonl,
-// metrics.json and confusion.csv there. Restores the model's training mode afterwards.
-EvalReport Evaluate(EVLTransformer& model, const EvlConfig& config, Communicator& comm, const torch::Device& device,
-                    const std::string& out_dir);
+// Evaluates `videos` (data.val_list as evl/dataset_lists.h read it, the same on every rank) with
+// the config's views. When `out_dir` is non-empty rank 0 writes predictions.jsonl, metrics.json and
+// confusion.csv there. Restores the model's training mode afterwards.
+EvalReport Evaluate(EVLTransformer& model, const EvlConfig& config, const std::vector<VideoEntry>& videos,
+                    Communicator& comm, const torch::Device& device, const std::string& out_dir);
 
 // Loads trained decoder/head weights from an official .pth or an evl checkpoint (detected from
 // the content), strictly.
