@@ -35,6 +35,21 @@ TEST(Communicator, CollectivesAgree) {
   EXPECT_TRUE(torch::equal(out, torch::tensor({0L, 0L, 1L, 1L})));
 }
 
+// MPI counts are ints: a tensor of 2^31 elements or more used to be sent with its count cast to a
+// negative int. It is refused by name on the calling thread, before any rank enters MPI.
+TEST(Communicator, ATensorLargerThanAnMpiCountIsRefusedByName) {
+  auto& c = *g_comm;
+  const auto huge = torch::empty({int64_t{1} << 31}, torch::kUInt8);  // not touched: no memory used
+  try {
+    c.Broadcast(huge, 0, "the dataset list");
+    ADD_FAILURE() << "a 2 GiB broadcast was sent";
+  } catch (const std::exception& e) {
+    EXPECT_NE(std::string(e.what()).find("MPI collective 'the dataset list': 2147483648 elements"), std::string::npos)
+        << e.what();
+  }
+  EXPECT_EQ(c.BroadcastString(c.rank() == 0 ? "still in step" : "", 0, "after"), "still in step");
+}
+
 TEST(GradientReducer, BucketedOverlappedEqualsPlainAllReduce) {
   auto& c = *g_comm;
   torch::manual_seed(0);  // same model on both ranks

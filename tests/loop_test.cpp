@@ -15,8 +15,10 @@
 #include "../worker/train/src/run_checkpoints.h"
 #include "config.h"
 #include "evl/checkpoint_manager.h"
+#include "evl/dataset_lists.h"
 #include "evl/fault_injection.h"
 #include "test_util.h"
+#include "lone_communicator.h"
 #include "tiny_model.h"
 
 namespace evl::test {
@@ -26,26 +28,6 @@ namespace fs = std::filesystem;
 using Verdict = DivergenceGuard::Verdict;
 
 EvlConfig Effective(const std::vector<std::string>& overrides) { return LoadEffectiveConfig("", overrides); }
-
-// One rank alone: PeriodicEvaluation::Due asks nothing of it.
-class LoneCommunicator : public Communicator {
- public:
-  struct Done : CommWork {
-    void Wait() override {}
-  };
-  int rank() const override { return 0; }
-  int world() const override { return 1; }
-  std::string backend() const override { return "lone"; }
-  std::shared_ptr<CommWork> AllReduceAsync(at::Tensor, ReduceOp, const std::string&) override {
-    return std::make_shared<Done>();
-  }
-  std::shared_ptr<CommWork> BroadcastAsync(at::Tensor, int, const std::string&) override {
-    return std::make_shared<Done>();
-  }
-  std::shared_ptr<CommWork> AllGatherAsync(at::Tensor, at::Tensor, const std::string&) override {
-    return std::make_shared<Done>();
-  }
-};
 
 TEST(DivergenceGuard, WithAScalerAnOverflowIsTheScalersBusiness) {
   DivergenceGuard guard(/*patience=*/2, /*has_scaler=*/true, "run");
@@ -198,6 +180,35 @@ TEST(RunCheckpoints, ASaveNeverWaitsForTheWriteInFlight) {
   EXPECT_EQ(ListCheckpoints(run), (std::vector<std::string>{CheckpointPath(run, 3), CheckpointPath(run, 1)}));
   EXPECT_EQ(ReadCheckpointFile(BestCheckpointPath(run)).step, 3);
   EXPECT_EQ(ReadFile(run + "/checkpoints/latest"), "ckpt-00000003.evlckpt\n");
+}
+
+// The lists as the job reads them (rank 0's bytes, parsed by every rank): the roots joined, the
+// validation list's own root, and a bad line as one problem naming the field, file and line.
+TEST(DatasetLists, ParsedWithTheirRootsAndABadLineIsAProblemNotAThrow) {
+  const std::string dir = ScratchDir("dataset_lists");
+  { std::ofstream(dir + "/train.txt") << "a.mp4 1\n# comment\n/abs/b.mp4 3\n"; }
+  { std::ofstream(dir + "/val.txt") << "c.mp4 2\n"; }
+  LoneCommunicator comm;
+  const EvlConfig config = Effective({"data.train_list=" + dir + "/train.txt", "data.val_list=" + dir + "/val.txt",
+                                      "data.data_root=/root", "data.val_data_root=/val"});
+  const DatasetLists lists = ReadDatasetLists(config, true, true, comm);
+  EXPECT_TRUE(lists.problems.empty());
+  ASSERT_EQ(lists.train.size(), 2u);
+  EXPECT_EQ(lists.train[0].path, "/root/a.mp4");
+  EXPECT_EQ(lists.train[1].path, "/abs/b.mp4");
+  EXPECT_EQ(lists.train[1].label, 3);
+  ASSERT_EQ(lists.val.size(), 1u);
+  EXPECT_EQ(lists.val[0].path, "/val/c.mp4");
+  EXPECT_TRUE(ReadDatasetLists(config, true, false, comm).val.empty()) << "the val list was not asked for";
+
+  { std::ofstream(dir + "/val.txt") << "c.mp4 2\nd.mp4 9\n"; }
+  const DatasetLists bad = ReadDatasetLists(config, true, true, comm);
+  EXPECT_EQ(bad.problems, (std::vector<std::string>{"data.val_list: " + dir + "/val.txt:2: label 9 is outside [0, 4)"}));
+  const EvlConfig missing = Effective({"data.train_list=" + dir + "/none.txt"});
+  const DatasetLists none = ReadDatasetLists(missing, true, true, comm);
+  ASSERT_EQ(none.problems.size(), 1u);
+  EXPECT_NE(none.problems[0].find("data.train_list: " + dir + "/none.txt: cannot open dataset list"), std::string::npos)
+      << none.problems[0];
 }
 
 TEST(PeriodicEvaluation, DueEveryEvalFreqStepsAndAtTheLastButNotOnAStopOrWithoutAValList) {

@@ -30,6 +30,7 @@
 #include "evl/stop_signal.h"
 #include "evl/topology.h"
 #include "evl/video_list.h"
+#include "lone_communicator.h"
 #include "test_paths.h"
 #include "test_util.h"
 #include "tiny_model.h"
@@ -458,33 +459,12 @@ TEST(TrainState, TheBestTop1SurvivesACheckpoint) {
   EXPECT_EQ(restored.best_top1, -1) << "no evaluation yet";
 }
 
-class CountingCommunicator : public Communicator {
- public:
-  struct Done : CommWork {
-    void Wait() override {}
-  };
-  int rank() const override { return 0; }
-  int world() const override { return 1; }
-  std::string backend() const override { return "counting"; }
-  std::shared_ptr<CommWork> AllReduceAsync(at::Tensor, ReduceOp, const std::string&) override {
-    ++all_reduces;
-    return std::make_shared<Done>();
-  }
-  std::shared_ptr<CommWork> BroadcastAsync(at::Tensor, int, const std::string&) override {
-    return std::make_shared<Done>();
-  }
-  std::shared_ptr<CommWork> AllGatherAsync(at::Tensor, at::Tensor, const std::string&) override {
-    return std::make_shared<Done>();
-  }
-  int all_reduces = 0;
-};
-
 // The reducer's hooks capture `this`: a parameter that outlives its reducer must not call into it.
 // The first reducer here is destroyed armed (Prepare called, as a step that threw would leave it);
 // had its hooks stayed, the backward below would launch its buckets through a dead object.
 TEST(GradientReducer, ItsHooksGoWithIt) {
   auto w = torch::randn({8}, torch::requires_grad());
-  CountingCommunicator first_comm, second_comm;
+  LoneCommunicator first_comm, second_comm;
   auto first = std::make_unique<GradientReducer>(std::vector<at::Tensor>{w}, &first_comm, 1);
   first->Prepare();
   auto second = std::make_unique<GradientReducer>(std::vector<at::Tensor>{w}, &second_comm, 1);

@@ -8,6 +8,7 @@
 
 #include <cstring>
 #include <functional>
+#include <limits>
 
 namespace evl {
 
@@ -46,6 +47,14 @@ MPI_Datatype MpiType(const at::Tensor& t) {
 
 MPI_Op MpiOp(ReduceOp op) { return op == ReduceOp::kSum ? MPI_SUM : op == ReduceOp::kMax ? MPI_MAX : MPI_MIN; }
 
+// MPI counts are ints: a larger tensor (a dataset list over 2 GiB, say) is refused by name rather
+// than sent truncated.
+int MpiCount(const at::Tensor& t, const std::string& name) {
+  TORCH_CHECK(t.numel() <= std::numeric_limits<int>::max(), "MPI collective '", name, "': ", t.numel(),
+              " elements are more than one MPI call carries (", std::numeric_limits<int>::max(), ")");
+  return static_cast<int>(t.numel());
+}
+
 void Check(int rc, const char* what) {
   if (rc != MPI_SUCCESS) throw std::runtime_error(std::string(what) + " failed with MPI error " + std::to_string(rc));
 }
@@ -65,19 +74,21 @@ class MpiCommunicator : public Communicator {
 
   std::shared_ptr<CommWork> AllReduceAsync(at::Tensor t, ReduceOp op, const std::string& name) override {
     TORCH_CHECK(t.is_contiguous() && t.device().is_cpu(), "MPI all-reduce '", name, "' needs a contiguous CPU tensor");
-    return Submit([t, op] { Check(MPI_Allreduce(MPI_IN_PLACE, t.data_ptr(), static_cast<int>(t.numel()), MpiType(t), MpiOp(op), MPI_COMM_WORLD), "MPI_Allreduce"); }, name);
+    const int n = MpiCount(t, name);
+    return Submit([t, op, n] { Check(MPI_Allreduce(MPI_IN_PLACE, t.data_ptr(), n, MpiType(t), MpiOp(op), MPI_COMM_WORLD), "MPI_Allreduce"); }, name);
   }
   std::shared_ptr<CommWork> BroadcastAsync(at::Tensor t, int root, const std::string& name) override {
     TORCH_CHECK(t.is_contiguous() && t.device().is_cpu(), "MPI broadcast '", name, "' needs a contiguous CPU tensor");
-    return Submit([t, root] { Check(MPI_Bcast(t.data_ptr(), static_cast<int>(t.numel()), MpiType(t), root, MPI_COMM_WORLD), "MPI_Bcast"); }, name);
+    const int n = MpiCount(t, name);
+    return Submit([t, root, n] { Check(MPI_Bcast(t.data_ptr(), n, MpiType(t), root, MPI_COMM_WORLD), "MPI_Bcast"); }, name);
   }
   std::shared_ptr<CommWork> AllGatherAsync(at::Tensor in, at::Tensor out, const std::string& name) override {
     TORCH_CHECK(in.is_contiguous() && out.is_contiguous() && in.device().is_cpu() && out.device().is_cpu(),
                 "MPI all-gather '", name, "' needs contiguous CPU tensors");
     TORCH_CHECK(out.numel() == in.numel() * world_, "all-gather '", name, "': output size mismatch");
-    return Submit([in, out] {
-      Check(MPI_Allgather(in.data_ptr(), static_cast<int>(in.numel()), MpiType(in), out.data_ptr(),
-                          static_cast<int>(in.numel()), MpiType(out), MPI_COMM_WORLD), "MPI_Allgather");
+    const int n = MpiCount(in, name);
+    return Submit([in, out, n] {
+      Check(MPI_Allgather(in.data_ptr(), n, MpiType(in), out.data_ptr(), n, MpiType(out), MPI_COMM_WORLD), "MPI_Allgather");
     }, name);
   }
 
