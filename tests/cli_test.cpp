@@ -226,6 +226,20 @@ TEST(Cli, SyntheticDataOnlyWhenAskedFor) {
   EXPECT_FALSE(std::ifstream(dir + "/cache/synthetic-data/train.txt").good()) << "synthetic data written anyway";
 }
 
+// Each rank used to search and verify the run's checkpoints itself before MPI started; rank 0 does
+// it for the job now. Without one, every rank stops with status 2, the job says so once, and
+// nothing else (the synthetic dataset) is made first.
+TEST(Cli, EvalWithoutACheckpointIsOneMessageAndStatusTwo) {
+  const std::string dir = ScratchDir("eval_no_checkpoint");
+  const std::string mpirun = std::string(MPIEXEC) + " --allow-run-as-root --oversubscribe --bind-to none -np 2 ";
+  auto r = RunCommand(mpirun + kEvl + " eval --set train.run_dir=" + dir);
+  EXPECT_EQ(r.status, 2) << r.output;
+  const std::string said = "no --checkpoint given and no valid checkpoint in " + dir + "/checkpoints";
+  EXPECT_NE(r.output.find(said), std::string::npos) << r.output;
+  EXPECT_EQ(r.output.find(said), r.output.rfind(said)) << "said by more than one rank:\n" << r.output;
+  EXPECT_FALSE(std::ifstream(dir + "/cache/synthetic-data/val.txt").good()) << "synthetic data written first";
+}
+
 TEST(Cli, GpuRequestsOnACpuOnlyBuildAreRefusedBeforeAnythingRuns) {
   const std::string info = RunCommand(kEvl + " info").output;
   if (info.find("CUDA       not built") == std::string::npos) GTEST_SKIP() << "this evl has CUDA";

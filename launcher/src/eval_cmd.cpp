@@ -44,13 +44,13 @@ int RunEval(int* argc, char*** argv, const ConfigFlags& flags, const std::string
   return RunRankJob(argc, argv, config.train().threads(), DeviceRequestOf(config), [&](const Topology& topo) {
     // Results are gathered as CPU tensors, so evaluation needs the MPI backend alone.
     auto comm = MakeRoutingCommunicator(MakeMpiCommunicator(config.dist().stall_timeout_s()), nullptr);
-    ResolveDataPaths(&config, *comm);
     const std::string weights = checkpoint.empty() ? NewestCheckpointOfTheRun(config, *comm) : checkpoint;
     if (weights.empty()) {
       LOG_IF(ERROR, topo.rank == 0) << "evl eval: no --checkpoint given and no valid checkpoint in "
                                     << config.train().run_dir() << "/checkpoints";
       return kExitUsage;
     }
+    ResolveDataPaths(&config, *comm);
     const DatasetLists lists = ReadDatasetLists(config, /*train=*/false, /*val=*/true, *comm);
     if (!lists.problems.empty()) {
       LOG_IF(ERROR, topo.rank == 0) << PreflightReport(lists.problems);
