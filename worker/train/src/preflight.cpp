@@ -4,6 +4,7 @@
 #include <filesystem>
 
 #include "config.h"
+#include "evl/model_factory.h"
 #include "evl/predict.h"
 #include "evl/rand_augment.h"
 #include "evl/video_list.h"
@@ -108,7 +109,8 @@ std::vector<std::string> PreflightProblems(const EvlConfig& config, PreflightFor
     // With the synthetic dataset the lists are filled in when the job starts.
     c.Expect(!d.val_list().empty() || (d.train_list().empty() && d.synthetic().enabled()),
              "data.val_list is empty: nothing to evaluate");
-    c.List("data.val_list", d.val_list(), d.val_data_root().empty() ? d.data_root() : d.val_data_root(), classes);
+    const ClipDatasetOptions v = DatasetOptionsFromConfig(config, /*train=*/false);
+    c.List("data.val_list", v.list_path, v.data_root, classes);
   }
   if (!d.class_map().empty()) {
     if (!IsFile(d.class_map())) {
