@@ -23,6 +23,11 @@ int64_t StepOf(const std::string& name) {
   }
 }
 
+// RUN_DIR/checkpoints/latest names `checkpoint` (its file name, one line).
+void PointLatestAt(const std::string& run_dir, const std::string& checkpoint) {
+  WriteFileAtomically(run_dir + "/checkpoints/latest", fs::path(checkpoint).filename().string() + "\n");
+}
+
 }  // namespace
 
 std::string CheckpointPath(const std::string& run_dir, int64_t step) {
@@ -86,7 +91,7 @@ std::vector<std::string> SetAsideCheckpointsAfter(const std::string& run_dir, in
     if (left.empty())
       fs::remove(run_dir + "/checkpoints/latest");
     else
-      WriteFileAtomically(run_dir + "/checkpoints/latest", fs::path(left.front()).filename().string() + "\n");
+      PointLatestAt(run_dir, left.front());
   }
   return moved;
 }
@@ -149,7 +154,7 @@ std::string AsyncCheckpointer::LastError() {
 }
 
 void AsyncCheckpointer::Publish(const std::string& path, int64_t step) {
-  WriteFileAtomically(run_dir_ + "/checkpoints/latest", fs::path(path).filename().string() + "\n");
+  PointLatestAt(run_dir_, path);
   // Retention only after the new file is durable, and only among the steps up to it: the file
   // just written is never among those deleted.
   int kept = 0;
