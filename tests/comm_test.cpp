@@ -35,6 +35,21 @@ TEST(Communicator, CollectivesAgree) {
   EXPECT_TRUE(torch::equal(out, torch::tensor({0L, 0L, 1L, 1L})));
 }
 
+TEST(Communicator, AnAverageIsTheSumOverTheWorldAndOnlyForFloatingPoint) {
+  auto& c = *g_comm;
+  auto t = torch::full({4}, static_cast<float>(c.rank() + 1));
+  c.AllReduce(t, ReduceOp::kAvg, "average");
+  EXPECT_TRUE(torch::equal(t, torch::full({4}, 1.5f))) << t;
+  auto i = torch::ones({2}, torch::kLong);
+  try {
+    c.AllReduce(i, ReduceOp::kAvg, "integer average");
+    ADD_FAILURE() << "an integer average was accepted";
+  } catch (const std::exception& e) {
+    EXPECT_NE(std::string(e.what()).find("'integer average': an average needs a floating-point tensor"), std::string::npos)
+        << e.what();
+  }
+}
+
 // MPI counts are ints: a tensor of 2^31 elements or more used to be sent with its count cast to a
 // negative int. It is refused by name on the calling thread, before any rank enters MPI.
 TEST(Communicator, ATensorLargerThanAnMpiCountIsRefusedByName) {

@@ -138,6 +138,38 @@ TEST(DeviceRule, MoreRanksThanGpusIsRefused) {
   EXPECT_NE(Refusal(f).find("SLURM_GPUS_ON_NODE=2"), std::string::npos);
 }
 
+TEST(DeviceRule, TwoRanksShareAGpuOnlyByOptInAndWithAnNcclThatCan) {
+  auto f = Node(1, 1, {kUnset, kUnset});
+  f.nccl_version = 23003;  // 2.30.3: the first with NCCL_MULTI_RANK_GPU_ENABLE
+  EXPECT_NE(Refusal(f).find("EVL_ALLOW_SHARED_GPU=1 lets ranks share one with NCCL >= 2.30.3"), std::string::npos)
+      << Refusal(f);
+  f.shared_gpu_opt_in = true;
+  EXPECT_EQ(ChooseDevice(f), "cuda:0");
+  EXPECT_TRUE(RanksShareAGpu(f));
+  f.local_rank = 0;
+  EXPECT_EQ(ChooseDevice(f), "cuda:0");
+  // The lent GPU machines' pip NCCL: refused, naming the version and the one that can.
+  f.nccl_version = 22809;
+  EXPECT_NE(Refusal(f).find("but NCCL 2.28.9 cannot run two ranks on one device (NCCL 2.30.3 and later can)"),
+            std::string::npos) << Refusal(f);
+  f.nccl_version = 0;
+  EXPECT_NE(Refusal(f).find("but this evl has no NCCL"), std::string::npos) << Refusal(f);
+  // Four ranks on two GPUs, opted in: two per device.
+  for (int r = 0; r < 4; ++r) {
+    auto g = Node(2, r, {kUnset, kUnset, kUnset, kUnset});
+    g.shared_gpu_opt_in = true;
+    g.nccl_version = 23007;
+    EXPECT_EQ(ChooseDevice(g), "cuda:" + std::to_string(r % 2));
+  }
+  // Enough GPUs, or one bound to each task: nothing is shared, whatever the opt-in says.
+  auto own = Node(1, 0, {"0", "1"});
+  own.shared_gpu_opt_in = true;
+  EXPECT_FALSE(RanksShareAGpu(own));
+  auto enough = Node(2, 0, {kUnset, kUnset});
+  enough.shared_gpu_opt_in = true;
+  EXPECT_FALSE(RanksShareAGpu(enough));
+}
+
 TEST(DeviceRule, RequestedGpusWithoutCudaAreRefusedSayingWhy) {
   DeviceFacts f;  // a CPU-only LibTorch
   EXPECT_EQ(ChooseDevice(f), "cpu");

@@ -229,3 +229,61 @@ TEST(FastLinear, ValuesAndGradientsMatchAtLinear) {
 
 }  // namespace
 }  // namespace evl
+
+namespace evl {
+namespace {
+
+// The unfused attention the official Attention computes: separate q/k/v GEMMs, softmax(q k^T / sqrt(D)) v.
+torch::Tensor UnfusedSelfAttention(AttentionImpl& a, const torch::Tensor& x, int64_t heads) {
+  const int64_t N = x.size(0), L = x.size(1), C = a.q_proj->weight.size(0), D = C / heads;
+  auto split = [&](torch::nn::Linear& l) { return l->forward(x).view({N, L, heads, D}).transpose(1, 2); };
+  auto q = split(a.q_proj), k = split(a.k_proj), v = split(a.v_proj);
+  auto mix = torch::matmul((torch::matmul(q, k.transpose(-2, -1)) / std::sqrt(static_cast<double>(D))).softmax(-1), v);
+  return a.out_proj->forward(mix.transpose(1, 2).reshape({N, L, C}));
+}
+
+TEST(FusedProjection, ReusedWhileFrozenAndRebuiltWhenAWeightChanges) {
+  torch::manual_seed(5);
+  Attention attn(48, 48, 3);
+  for (auto& p : attn->parameters()) p.set_requires_grad(false);  // frozen, as in the backbone
+  auto x = torch::randn({2, 7, 48});
+  torch::NoGradGuard no_grad;
+  EXPECT_TRUE(torch::allclose(attn->forward_self(x, nullptr, nullptr), UnfusedSelfAttention(*attn, x, 3), 1e-5, 1e-5));
+  // Updated in place (a weight load copies into the existing tensor): the next call must see it.
+  attn->k_proj->weight.mul_(-2);
+  attn->v_proj->bias.add_(1);
+  EXPECT_TRUE(torch::allclose(attn->forward_self(x, nullptr, nullptr), UnfusedSelfAttention(*attn, x, 3), 1e-5, 1e-5))
+      << "a stale q/k/v concatenation was used after an in-place update";
+  // Replaced (a move or a dtype change sets new data): the same.
+  attn->q_proj->weight.set_data(torch::randn({48, 48}));
+  EXPECT_TRUE(torch::allclose(attn->forward_self(x, nullptr, nullptr), UnfusedSelfAttention(*attn, x, 3), 1e-5, 1e-5))
+      << "a stale q/k/v concatenation was used after set_data";
+  // Cross attention's k/v pair follows the same rule.
+  auto kv = torch::randn({2, 5, 48});
+  auto before = attn->forward(x, kv);
+  attn->v_proj->weight.zero_();
+  attn->v_proj->bias.zero_();
+  auto after = attn->forward(x, kv);
+  EXPECT_TRUE(torch::allclose(after, attn->out_proj->bias.expand_as(after), 1e-5, 1e-5));
+  EXPECT_FALSE(torch::allclose(before, after));
+}
+
+TEST(FusedProjection, TrainableWeightsStillGetTheirOwnGradients) {
+  torch::manual_seed(6);
+  Attention attn(32, 32, 2);
+  auto x = torch::randn({2, 4, 32});
+  auto y = attn->forward(x, torch::randn({2, 6, 32}));
+  y.sum().backward();
+  for (auto* l : {&attn->q_proj, &attn->k_proj, &attn->v_proj})
+    EXPECT_TRUE((*l)->weight.grad().defined() && (*l)->weight.grad().abs().sum().item<float>() > 0);
+  // After an optimizer-like in-place step, a second forward uses the new weights.
+  {
+    torch::NoGradGuard no_grad;
+    attn->v_proj->weight.zero_();
+  }
+  auto y2 = attn->forward(x, torch::randn({2, 6, 32}));
+  EXPECT_TRUE(torch::allclose(y2, attn->out_proj->bias.expand_as(y2).detach(), 1e-5, 1e-5));
+}
+
+}  // namespace
+}  // namespace evl

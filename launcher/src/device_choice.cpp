@@ -4,9 +4,30 @@
 #include <set>
 #include <stdexcept>
 
+#include "evl/nccl_info.h"
 #include "evl/runtime_info.h"
 
 namespace evl {
+
+namespace {
+
+bool OwnGpuPerRank(const DeviceFacts& f) {
+  const auto& sets = f.local_visible_devices;
+  bool own = static_cast<int>(sets.size()) == f.local_world && f.local_world > 1;
+  for (const auto& s : sets) own = own && s != kUnset && !s.empty();
+  return own && std::set<std::string>(sets.begin(), sets.end()).size() == sets.size();
+}
+
+std::string VersionString(int code) {
+  return std::to_string(code / 10000) + "." + std::to_string(code / 100 % 100) + "." + std::to_string(code % 100);
+}
+
+}  // namespace
+
+bool RanksShareAGpu(const DeviceFacts& f) {
+  return f.request != DeviceRequest::kCpu && f.visible_gpus > 0 && !OwnGpuPerRank(f) &&
+         f.visible_gpus < f.local_world;
+}
 
 std::string ChooseDevice(const DeviceFacts& f) {
   if (f.request == DeviceRequest::kCpu) return "cpu";
@@ -23,16 +44,24 @@ std::string ChooseDevice(const DeviceFacts& f) {
     throw std::runtime_error(std::to_string(f.local_world) + " tasks on the node but SLURM_GPUS_ON_NODE=" +
                              std::to_string(f.slurm_gpus_on_node) + ": ask for one GPU per task (--gpus-per-node)");
   const auto& sets = f.local_visible_devices;
-  bool own = static_cast<int>(sets.size()) == f.local_world && f.local_world > 1;
-  for (const auto& s : sets) own = own && s != kUnset && !s.empty();
-  own = own && std::set<std::string>(sets.begin(), sets.end()).size() == sets.size();
-  if (own) return "cuda:0";
+  if (OwnGpuPerRank(f)) return "cuda:0";
+  if (f.visible_gpus < f.local_world && f.shared_gpu_opt_in) {
+    if (f.nccl_version < kNcclMultiRankPerGpuVersion)
+      throw std::runtime_error(
+          "EVL_ALLOW_SHARED_GPU=1 asks " + std::to_string(f.local_world) + " ranks to share " +
+          std::to_string(f.visible_gpus) + " GPU(s), but " +
+          (f.nccl_version == 0 ? std::string("this evl has no NCCL") : "NCCL " + VersionString(f.nccl_version)) +
+          " cannot run two ranks on one device (NCCL " + VersionString(kNcclMultiRankPerGpuVersion) +
+          " and later can): link a newer NCCL or start at most " + std::to_string(f.visible_gpus) + " ranks per node");
+    return "cuda:" + std::to_string(f.local_rank % f.visible_gpus);
+  }
   if (f.visible_gpus < f.local_world) {
     const std::string cvd = sets.empty() || f.local_rank >= static_cast<int>(sets.size()) ? kUnset : sets[f.local_rank];
     throw std::runtime_error(std::to_string(f.local_world) + " ranks on the node share " +
                              std::to_string(f.visible_gpus) + " visible GPU(s) (CUDA_VISIBLE_DEVICES=" + cvd +
                              "): NCCL needs one GPU per rank; start at most " + std::to_string(f.visible_gpus) +
-                             " ranks per node, or bind one GPU to each task");
+                             " ranks per node, or bind one GPU to each task (EVL_ALLOW_SHARED_GPU=1 lets ranks "
+                             "share one with NCCL >= " + VersionString(kNcclMultiRankPerGpuVersion) + ", for checks)");
   }
   return "cuda:" + std::to_string(f.local_rank);
 }
@@ -43,6 +72,9 @@ DeviceFacts ProcessDeviceFacts(DeviceRequest request) {
   f.torch_built_with_cuda = TorchBuiltWithCuda();
   f.visible_gpus = TorchCudaAvailable() ? TorchCudaDeviceCount() : 0;
   f.gpu_request = GpuRequestFromEnv();
+  const char* share = std::getenv("EVL_ALLOW_SHARED_GPU");
+  f.shared_gpu_opt_in = share && std::string(share) == "1";
+  f.nccl_version = NcclVersionCode();
   return f;
 }
 

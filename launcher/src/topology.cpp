@@ -87,6 +87,8 @@ Topology InitTopology(int* argc, char*** argv, int requested_threads, DeviceRequ
   facts.slurm_gpus_on_node = srun_tasks ? EnvInt("SLURM_GPUS_ON_NODE", -1) : -1;
   try {
     t.device = ChooseDevice(facts);
+    // NCCL reads it at communicator init, which comes later in this process.
+    if (RanksShareAGpu(facts)) setenv("NCCL_MULTI_RANK_GPU_ENABLE", "1", 1);
   } catch (const std::exception& e) {
     throw std::runtime_error(who + e.what());
   }

@@ -3,6 +3,7 @@
 #include "linear.h"
 
 #include <torch/torch.h>
+#include <torch/version.h>
 
 #include <cmath>
 
@@ -47,24 +48,63 @@ void AttentionImpl::reset() {
 
 namespace {
 
-// Scaled dot-product attention over [N, H, L, D] tensors with a contiguous last-dim softmax
-// (the official einsum layout softmaxes over a strided dimension, which is slower on CPU).
+// Scaled dot-product attention over [N, H, L, D] tensors, through LibTorch's fused operator: on a
+// GPU (LibTorch >= 2.0) it picks the flash / memory-efficient / cuDNN kernels, which never write the
+// [L, L] affinity matrix to memory; on 1.13 it is the math path, equal to the unfused one in FP32.
 torch::Tensor Attend(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v) {
-  const double scale = 1.0 / std::sqrt(static_cast<double>(q.size(-1)));
-  auto aff = torch::matmul(q * scale, k.transpose(-2, -1)).softmax(-1);
-  return torch::matmul(aff, v);
+#if TORCH_VERSION_MAJOR >= 2
+  return at::scaled_dot_product_attention(q, k, v);
+#else
+  // 1.13's operator is the unfused math on every device (bit-identical to the matmul-softmax-matmul
+  // it replaced, FP32 and BF16, checked with Debian's python3-torch); kept for one code path.
+  return std::get<0>(at::_scaled_dot_product_attention(q, k, v));
+#endif
 }
 
 }  // namespace
+
+const AttentionImpl::Fused& AttentionImpl::FusedProjection(Fused* cache,
+                                                          std::initializer_list<const torch::nn::Linear*> parts) {
+  std::vector<std::pair<const void*, int64_t>> source;
+  bool needs_grad = false;
+  for (const auto* part : parts)
+    for (const auto* t : {&(*part)->weight, &(*part)->bias}) {
+      source.emplace_back(t->data_ptr(), t->_version());
+      needs_grad = needs_grad || t->requires_grad();
+    }
+  if (needs_grad && torch::GradMode::is_enabled()) {
+    // Training the decoder: the concatenation must stay in the graph so that each part gets its
+    // gradient; it is rebuilt per call (cheap beside the GEMM it feeds).
+    std::vector<torch::Tensor> w, b;
+    for (const auto* part : parts) {
+      w.push_back((*part)->weight);
+      b.push_back((*part)->bias);
+    }
+    cache->weight = torch::cat(w, 0);
+    cache->bias = torch::cat(b, 0);
+    cache->source.clear();
+    return *cache;
+  }
+  if (source == cache->source) return *cache;
+  torch::NoGradGuard no_grad;
+  std::vector<torch::Tensor> w, b;
+  for (const auto* part : parts) {
+    w.push_back((*part)->weight);
+    b.push_back((*part)->bias);
+  }
+  cache->weight = torch::cat(w, 0);
+  cache->bias = torch::cat(b, 0);
+  cache->source = std::move(source);
+  return *cache;
+}
 
 torch::Tensor AttentionImpl::forward(const torch::Tensor& q_in, const torch::Tensor& kv) {
   const int64_t N = q_in.size(0), Lq = q_in.size(1), Lk = kv.size(1), H = num_heads_;
   const int64_t D = qkv_dim_ / H;
   auto q = Linear(q_in, q_proj->weight, q_proj->bias).view({N, Lq, H, D}).transpose(1, 2);
   // k and v read the same memory: one GEMM instead of two.
-  auto w = torch::cat({k_proj->weight, v_proj->weight}, 0);
-  auto b = torch::cat({k_proj->bias, v_proj->bias}, 0);
-  auto kvp = Linear(kv, w, b).view({N, Lk, 2, H, D});
+  const auto& fused = FusedProjection(&kv_, {&k_proj, &v_proj});
+  auto kvp = Linear(kv, fused.weight, fused.bias).view({N, Lk, 2, H, D});
   auto k = kvp.select(2, 0).transpose(1, 2);
   auto v = kvp.select(2, 1).transpose(1, 2);
   auto mix = Attend(q, k, v).transpose(1, 2).reshape({N, Lq, H * D});
@@ -74,9 +114,8 @@ torch::Tensor AttentionImpl::forward(const torch::Tensor& q_in, const torch::Ten
 torch::Tensor AttentionImpl::forward_self(const torch::Tensor& x, torch::Tensor* q_out,
                                           torch::Tensor* k_out) {
   const int64_t N = x.size(0), L = x.size(1), H = num_heads_, D = qkv_dim_ / H;
-  auto w = torch::cat({q_proj->weight, k_proj->weight, v_proj->weight}, 0);
-  auto b = torch::cat({q_proj->bias, k_proj->bias, v_proj->bias}, 0);
-  auto qkv = Linear(x, w, b).view({N, L, 3, H, D});
+  const auto& fused = FusedProjection(&qkv_, {&q_proj, &k_proj, &v_proj});
+  auto qkv = Linear(x, fused.weight, fused.bias).view({N, L, 3, H, D});
   auto q = qkv.select(2, 0), k = qkv.select(2, 1), v = qkv.select(2, 2);
   if (q_out) *q_out = q;
   if (k_out) *k_out = k;

@@ -8,7 +8,10 @@
 // - Each local rank sees its own GPUs (every rank's CUDA_VISIBLE_DEVICES set and all different,
 //   as Slurm's per-task binding does): "cuda:0".
 // - All local ranks see the same GPUs: "cuda:<local rank>", refused when there are fewer GPUs than
-//   local ranks (NCCL cannot run two ranks on one device).
+//   local ranks (NCCL before 2.30.3 cannot run two ranks on one device) unless the job opted in
+//   with EVL_ALLOW_SHARED_GPU=1 and the NCCL linked is one that can: then "cuda:<local rank mod
+//   GPUs>", and the rank sets NCCL_MULTI_RANK_GPU_ENABLE=1 (RanksShareAGpu). It is for checking
+//   world-2 NCCL on a one-GPU machine, not for speed.
 #pragma once
 
 #include <string>
@@ -28,12 +31,18 @@ struct DeviceFacts {
   std::vector<std::string> local_visible_devices;
   int slurm_gpus_on_node = -1;  // SLURM_GPUS_ON_NODE when srun started the ranks, else -1
   std::string gpu_request;      // why GPUs are expected ("SLURM_GPUS_ON_NODE=4"), "" when not
+  bool shared_gpu_opt_in = false;  // EVL_ALLOW_SHARED_GPU=1
+  int nccl_version = 0;            // NcclVersionCode() of the linked NCCL, 0 without one
 };
 
 inline constexpr const char* kUnset = "<unset>";
 
 // Returns "cpu" or "cuda:K". Throws std::runtime_error naming the rule that refused.
 std::string ChooseDevice(const DeviceFacts& facts);
+
+// Whether the device ChooseDevice gives is shared with another local rank (allowed only by the
+// opt-in above; the caller must then enable NCCL's multi-rank mode before NCCL starts).
+bool RanksShareAGpu(const DeviceFacts& facts);
 
 // The facts of this process (LibTorch's CUDA build and devices, GpuRequestFromEnv) for `request`,
 // as one rank alone on its node; the topology adds the node's other ranks.

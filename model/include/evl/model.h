@@ -91,7 +91,17 @@ class AttentionImpl : public torch::nn::Cloneable<AttentionImpl> {
   torch::nn::Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, out_proj{nullptr};
 
  private:
+  // The projections that read the same input, concatenated into one GEMM's weight and bias.
+  struct Fused {
+    torch::Tensor weight, bias;
+    std::vector<std::pair<const void*, int64_t>> source;  // data pointer and version of each part
+  };
+  // Concatenates `parts` (weights then biases) once and reuses the result while none of them has
+  // changed (moved, reloaded, or updated in place: each bumps its data pointer or version), as long
+  // as no gradient has to flow back to them: the frozen backbone, and evaluation.
+  const Fused& FusedProjection(Fused* cache, std::initializer_list<const torch::nn::Linear*> parts);
   int64_t in_dim_, qkv_dim_, num_heads_;
+  Fused qkv_, kv_;
 };
 TORCH_MODULE(Attention);
 

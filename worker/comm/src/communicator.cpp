@@ -45,7 +45,9 @@ MPI_Datatype MpiType(const at::Tensor& t) {
   }
 }
 
-MPI_Op MpiOp(ReduceOp op) { return op == ReduceOp::kSum ? MPI_SUM : op == ReduceOp::kMax ? MPI_MAX : MPI_MIN; }
+MPI_Op MpiOp(ReduceOp op) {
+  return op == ReduceOp::kSum || op == ReduceOp::kAvg ? MPI_SUM : op == ReduceOp::kMax ? MPI_MAX : MPI_MIN;
+}
 
 // MPI counts are ints: a larger tensor (a dataset list over 2 GiB, say) is refused by name rather
 // than sent truncated.
@@ -74,8 +76,16 @@ class MpiCommunicator : public Communicator {
 
   std::shared_ptr<CommWork> AllReduceAsync(at::Tensor t, ReduceOp op, const std::string& name) override {
     TORCH_CHECK(t.is_contiguous() && t.device().is_cpu(), "MPI all-reduce '", name, "' needs a contiguous CPU tensor");
+    TORCH_CHECK(op != ReduceOp::kAvg || t.is_floating_point(), "all-reduce '", name, "': an average needs a floating-point tensor, got ",
+                t.scalar_type());
     const int n = MpiCount(t, name);
-    return Submit([t, op, n] { Check(MPI_Allreduce(MPI_IN_PLACE, t.data_ptr(), n, MpiType(t), MpiOp(op), MPI_COMM_WORLD), "MPI_Allreduce"); }, name);
+    // MPI has no average: the sum, scaled on the communication thread before the work completes
+    // (by the reciprocal, as the reducer did before the average moved here: same bits).
+    const double scale = 1.0 / world_;
+    return Submit([t, op, n, scale] {
+      Check(MPI_Allreduce(MPI_IN_PLACE, t.data_ptr(), n, MpiType(t), MpiOp(op), MPI_COMM_WORLD), "MPI_Allreduce");
+      if (op == ReduceOp::kAvg) t.mul_(scale);
+    }, name);
   }
   std::shared_ptr<CommWork> BroadcastAsync(at::Tensor t, int root, const std::string& name) override {
     TORCH_CHECK(t.is_contiguous() && t.device().is_cpu(), "MPI broadcast '", name, "' needs a contiguous CPU tensor");

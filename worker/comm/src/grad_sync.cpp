@@ -72,7 +72,7 @@ void GradientReducer::OnGrad(int param, const at::Tensor& grad) {
 void GradientReducer::LaunchReady() {
   while (next_launch_ < buckets_.size() && buckets_[next_launch_].pending == 0) {
     Bucket& b = buckets_[next_launch_];
-    b.work = comm_->AllReduceAsync(b.flat, ReduceOp::kSum, "grad bucket " + std::to_string(next_launch_));
+    b.work = comm_->AllReduceAsync(b.flat, ReduceOp::kAvg, "grad bucket " + std::to_string(next_launch_));
     b.launched = true;
     launch_order_.push_back(static_cast<int>(next_launch_));
     ++next_launch_;
@@ -97,9 +97,7 @@ double GradientReducer::Finish() {
   const auto t0 = std::chrono::steady_clock::now();
   for (auto& b : buckets_) b.work->Wait();
   const double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  const double inv = 1.0 / comm_->world();
   for (auto& b : buckets_) {
-    b.flat.mul_(inv);
     for (size_t s = 0; s < b.params.size(); ++s) {
       auto& p = params_[b.params[s]];
       auto avg = b.flat.narrow(0, b.offsets[s], p.numel()).view_as(p);

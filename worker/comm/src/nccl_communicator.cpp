@@ -154,8 +154,13 @@ class NcclCommunicator : public Communicator {
 
   std::shared_ptr<CommWork> AllReduceAsync(at::Tensor t, ReduceOp op, const std::string& name) override {
     std::lock_guard<std::mutex> lock(mu_);  // one collective issued at a time, numbered in order
+    if (op == ReduceOp::kAvg && !t.is_floating_point())
+      throw std::runtime_error("NCCL all-reduce '" + name + "': an average needs a floating-point tensor");
     Prepare(t, name);
-    ncclRedOp_t nop = op == ReduceOp::kSum ? ncclSum : op == ReduceOp::kMax ? ncclMax : ncclMin;
+    const ncclRedOp_t nop = op == ReduceOp::kSum ? ncclSum
+                            : op == ReduceOp::kAvg ? ncclAvg
+                            : op == ReduceOp::kMax ? ncclMax
+                                                   : ncclMin;
     CheckNccl(ncclAllReduce(t.data_ptr(), t.data_ptr(), t.numel(), NcclType(t), nop, comm_, stream_), name);
     return Record(name, {t});
   }

@@ -9,6 +9,15 @@
 
 namespace evl {
 
+int NcclVersionCode() {
+#ifdef EVL_HAVE_NCCL
+  int v = 0;
+  return ncclGetVersion(&v) == ncclSuccess ? v : 0;
+#else
+  return 0;
+#endif
+}
+
 std::string NcclVersion() {
 #ifdef EVL_HAVE_NCCL
   int v = 0;

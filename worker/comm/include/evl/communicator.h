@@ -18,7 +18,9 @@
 
 namespace evl {
 
-enum class ReduceOp { kSum, kMax, kMin };
+// kAvg: the sum over ranks divided by the world size, floating-point tensors only. On NCCL it is
+// ncclAvg, folded into the collective's last step instead of a separate pass over the result.
+enum class ReduceOp { kSum, kMax, kMin, kAvg };
 
 class CommWork {
  public:

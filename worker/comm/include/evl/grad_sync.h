@@ -2,7 +2,7 @@
 // (reverse registration order, ~bucket_mb each); during the backward of the last micro-batch each
 // parameter's gradient hook copies it into its bucket, and a bucket whose gradients are all in is
 // all-reduced asynchronously — in bucket order on every rank — while backward goes on. Finish()
-// waits, averages by world size and writes the result into .grad.
+// waits for the averaging all-reduces (ReduceOp::kAvg) and writes the result into .grad.
 #pragma once
 
 #include <memory>
