@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "evl/adamw.h"
 #include "evl/autocast.h"
 #include "evl/loss_scaler.h"
 #include "evl/model.h"
@@ -85,7 +86,7 @@ Result Measure(const Args& a, c10::ScalarType dtype, bool fp16_decoder) {
   std::vector<torch::Tensor> trainable;
   for (auto& p : model->parameters())
     if (p.requires_grad()) trainable.push_back(p);
-  torch::optim::AdamW opt(trainable, torch::optim::AdamWOptions(4e-4).weight_decay(0.05));
+  evl::MultiTensorAdamW opt(trainable, torch::optim::AdamWOptions(4e-4).weight_decay(0.05));
   // Timings are only true once the device has finished the queued work.
   auto now = [&] {
     if (cuda) torch::cuda::synchronize();

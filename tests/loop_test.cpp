@@ -14,6 +14,7 @@
 #include "../worker/train/src/periodic_evaluation.h"
 #include "../worker/train/src/run_checkpoints.h"
 #include "config.h"
+#include "evl/adamw.h"
 #include "evl/checkpoint_manager.h"
 #include "evl/dataset_lists.h"
 #include "evl/fault_injection.h"
@@ -241,6 +242,54 @@ TEST(MetricsLog, AResumedRunMarksItsRestartForTensorBoard) {
     }
   // Event{step: 5, session_log: {status: START}} on the wire: field 2 = 5, field 6 = {field 1 = 1}.
   EXPECT_NE(bytes.find(std::string("\x10\x05\x32\x02\x08\x01", 6)), std::string::npos);
+}
+
+// The multi-tensor AdamW against LibTorch's own, step for step: two groups (weight decay and
+// none), a parameter that misses a step (its own step count, its own bias correction), and the
+// state LibTorch's serializers and evl's checkpoints read. Bit for bit on the CPU.
+TEST(MultiTensorAdamW, IsLibTorchsAdamWBitForBit) {
+  torch::manual_seed(11);
+  auto make = [] {
+    torch::manual_seed(12);
+    return std::vector<torch::Tensor>{torch::randn({7, 5}).requires_grad_(), torch::randn({5}).requires_grad_(),
+                                      torch::randn({3, 2, 2}).requires_grad_()};
+  };
+  auto ours = make(), theirs = make();
+  auto groups = [](std::vector<torch::Tensor>& p) {
+    std::vector<torch::optim::OptimizerParamGroup> g;
+    g.emplace_back(std::vector<torch::Tensor>{p[0], p[2]},
+                   std::make_unique<torch::optim::AdamWOptions>(torch::optim::AdamWOptions(4e-3).weight_decay(0.05)));
+    g.emplace_back(std::vector<torch::Tensor>{p[1]},
+                   std::make_unique<torch::optim::AdamWOptions>(torch::optim::AdamWOptions(1e-2).weight_decay(0)));
+    return g;
+  };
+  MultiTensorAdamW a(groups(ours));
+  torch::optim::AdamW b(groups(theirs));
+  for (int step = 0; step < 6; ++step) {
+    for (size_t i = 0; i < ours.size(); ++i) {
+      // The last parameter gets no gradient at step 2: it then lags one step behind.
+      const bool skip = i == 2 && step == 2;
+      auto g = torch::randn(ours[i].sizes());
+      ours[i].mutable_grad() = skip ? torch::Tensor() : g.clone();
+      theirs[i].mutable_grad() = skip ? torch::Tensor() : g.clone();
+    }
+    a.step();
+    b.step();
+    for (size_t i = 0; i < ours.size(); ++i)
+      ASSERT_TRUE(torch::equal(ours[i], theirs[i])) << "parameter " << i << " after step " << step + 1 << ": max diff "
+                                                    << (ours[i] - theirs[i]).abs().max().item<double>();
+  }
+  // The same state under LibTorch's keys: what train_state.cpp snapshots and restores.
+  ASSERT_EQ(a.state().size(), b.state().size());
+  for (size_t i = 0; i < ours.size(); ++i) {
+    const auto key = [](const torch::Tensor& t) { return c10::guts::to_string(t.unsafeGetTensorImpl()); };
+    ASSERT_TRUE(a.state().count(key(ours[i]))) << "no state under LibTorch's key for parameter " << i;
+    const auto& want = static_cast<const torch::optim::AdamWParamState&>(*b.state().at(key(theirs[i])));
+    const auto& got = static_cast<const torch::optim::AdamWParamState&>(*a.state().at(key(ours[i])));
+    EXPECT_EQ(got.step(), want.step());
+    EXPECT_TRUE(torch::equal(got.exp_avg(), want.exp_avg()));
+    EXPECT_TRUE(torch::equal(got.exp_avg_sq(), want.exp_avg_sq()));
+  }
 }
 
 }  // namespace

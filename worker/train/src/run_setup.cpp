@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "config.h"
+#include "evl/adamw.h"
 #include "evl/checkpoint_manager.h"
 #include "evl/file_util.h"
 #include "evl/synth.h"
@@ -101,7 +102,7 @@ std::unique_ptr<torch::optim::AdamW> MakeOptimizer(EVLTransformerImpl& model, co
   } else {
     groups.emplace_back(model.parameters(), options(t.weight_decay()));
   }
-  return std::make_unique<torch::optim::AdamW>(std::move(groups));
+  return std::make_unique<MultiTensorAdamW>(std::move(groups));
 }
 
 std::string ChooseResumeCheckpoint(const std::string& flag, bool restarted, const TrainConfig& t,
