@@ -30,8 +30,12 @@ torch.manual_seed(0)
 
 if a.preset == 'tiny':
     width, layers, heads, patch, size, dec_layers, qkv, dec_heads = 64, 4, 4, 8, 32, 2, 64, 4
-else:
+elif a.preset == 'L14':
+    width, layers, heads, patch, size, dec_layers, qkv, dec_heads = 1024, 24, 16, 14, 224, 4, 1024, 16
+elif a.preset == 'B16':
     width, layers, heads, patch, size, dec_layers, qkv, dec_heads = 768, 12, 12, 16, 224, 4, 768, 12
+else:
+    sys.exit(f'--preset {a.preset}: unknown (B16, L14, tiny)')
 
 if a.official_repo:
     sys.path.insert(0, a.official_repo)

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Gathers what a GPU machine without FFmpeg, MPI, protobuf or glog needs to build and run the whole
 # evl, into .gpu-bundle/ (git-ignored; carried to the machine): the Debian 12 packages of OpenMPI,
-# protobuf, glog/gflags, nlohmann-json and CLI11 as .deb files, and a minimal shared FFmpeg built
+# protobuf, glog/gflags, nlohmann-json, CLI11 and GoogleTest (bench/gpu_check.sh builds and runs
+# tests/precision_test there) as .deb files, and a minimal shared FFmpeg built
 # from Debian's own source (the decoders and containers evl reads, libx264 + mpeg4 for writing).
 # Debian's FFmpeg with its dependency closure is ~105 MiB compressed; this one is a few MiB.
 # scripts/gpu-unbundle.sh installs it there (and in a clean Debian 12 root, to prove it suffices).
@@ -24,6 +25,7 @@ PACKAGES=(
   libprotobuf32 libprotobuf-dev libprotoc32 protobuf-compiler
   libgoogle-glog0v6 libgoogle-glog-dev libgflags2.2 libgflags-dev libunwind8 libunwind-dev
   nlohmann-json3-dev libcli11-dev libx264-164 pkg-config pkgconf pkgconf-bin libpkgconf3
+  libgtest-dev  # headers, libgtest.a and its CMake config; GMock's targets are optional there
 )
 (cd "$out/debs" && rm -f ./*.deb && apt-get download -qq "${PACKAGES[@]}")
 

@@ -104,6 +104,34 @@ TEST(Precision, LogitsWithALowPrecisionBackboneMatchFp32) {
   EXPECT_TRUE(got.argmax(1).equal(want.argmax(1)) || RelativeError(got, want) < 1e-2);
 }
 
+// Under autocast the backbone runs natively (autocast paused: its weights are already in its
+// precision) and hands the decoder its features in that precision, without an FP32 copy of each;
+// the decoder's logits are the same, bit for bit, as from FP32 copies of the same features.
+TEST(Precision, UnderAutocastTheDecoderReadsTheBackbonesOwnPrecisionWithTheSameResult) {
+  auto [ref, test] = TwinModels(LowType());
+  torch::NoGradGuard no_grad;
+  const auto o = SmallClipLike();
+  auto clip = torch::randn({2, 3, o.num_frames, o.backbone.input_size, o.backbone.input_size}).to(Device());
+  const auto plain = test->backbone_features(clip);  // no autocast: FP32 features for FP32 decoding
+  ASSERT_EQ(plain.front().out.scalar_type(), torch::kFloat);
+  AutocastScope scope(OnCuda(), OnCuda() ? AutocastDtype::kHalf : AutocastDtype::kBFloat16);
+  const auto kept = test->backbone_features(clip);
+  ASSERT_EQ(kept.size(), plain.size());
+  for (size_t i = 0; i < kept.size(); ++i) {
+    EXPECT_EQ(kept[i].out.scalar_type(), LowType()) << "block " << i << ": an FP32 copy was made under autocast";
+    // The backbone itself computed the same with and without an autocast scope around it.
+    EXPECT_TRUE(torch::equal(kept[i].out.to(torch::kFloat), plain[i].out)) << "block " << i;
+    EXPECT_TRUE(torch::equal(kept[i].q.to(torch::kFloat), plain[i].q)) << "block " << i;
+  }
+  auto copies = kept;
+  for (auto& f : copies) {
+    f.out = f.out.to(torch::kFloat);
+    f.q = f.q.to(torch::kFloat);
+    f.k = f.k.to(torch::kFloat);
+  }
+  EXPECT_TRUE(torch::equal(test->decode(kept), test->decode(copies)));
+}
+
 }  // namespace
 }  // namespace evl::test
 

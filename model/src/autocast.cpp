@@ -57,6 +57,15 @@ AutocastScope::~AutocastScope() {
   if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
 }
 
+AutocastPause::AutocastPause(bool cuda) : cuda_(cuda), was_enabled_(Enabled(cuda)) {
+  if (was_enabled_) Set(cuda_, false, Dtype(cuda_));
+}
+
+AutocastPause::~AutocastPause() {
+  if (was_enabled_) Set(cuda_, true, Dtype(cuda_));
+}
+
+bool AutocastEnabled(bool cuda) { return Enabled(cuda); }
 bool CpuAutocastEnabled() { return Enabled(false); }
 
 }  // namespace evl

@@ -1,5 +1,6 @@
 // The EVL decoder, temporal modules and the full model (official model.py).
 #include "evl/model.h"
+#include "evl/autocast.h"
 
 #include <torch/torch.h>
 
@@ -171,12 +172,23 @@ std::vector<BlockFeatures> EVLTransformerImpl::backbone_features(const torch::Te
   // No autograd at all for the frozen backbone: nothing of it is kept for backward. (Inference mode
   // would be cheaper still, but its tensors cannot be saved by the decoder's autograd graph.)
   torch::NoGradGuard no_grad;
+  const bool cuda = x.is_cuda();
+  // Under autocast the decoder's matmuls cast their inputs to the autocast type anyway, and its
+  // elementwise ops promote to FP32 on their own (their weights are FP32): an FP32 copy of every
+  // feature would only be read once and cast back. Without autocast (FP32 decoding) the decoder
+  // is given FP32 features, as before.
+  const bool keep_precision = AutocastEnabled(cuda);
   auto frames = x.permute({0, 2, 1, 3, 4}).flatten(0, 1);
-  auto feats = backbone_->forward(frames, options_.decoder.num_layers);
+  std::vector<BlockFeatures> feats;
+  {
+    AutocastPause native(cuda);  // the backbone's weights are already in the precision it runs in
+    feats = backbone_->forward(frames, options_.decoder.num_layers);
+  }
+  const auto as_decoder_input = [&](const torch::Tensor& t) { return keep_precision ? t : t.to(torch::kFloat); };
   for (auto& f : feats) {
-    f.out = f.out.to(torch::kFloat).view({B, T, f.out.size(1), f.out.size(2)});
-    f.q = f.q.to(torch::kFloat).reshape({B, T, f.q.size(1), f.q.size(2), f.q.size(3)});
-    f.k = f.k.to(torch::kFloat).reshape({B, T, f.k.size(1), f.k.size(2), f.k.size(3)});
+    f.out = as_decoder_input(f.out).view({B, T, f.out.size(1), f.out.size(2)});
+    f.q = as_decoder_input(f.q).reshape({B, T, f.q.size(1), f.q.size(2), f.q.size(3)});
+    f.k = as_decoder_input(f.k).reshape({B, T, f.k.size(1), f.k.size(2), f.k.size(3)});
   }
   return feats;
 }

@@ -24,6 +24,21 @@ class AutocastScope {
   int previous_dtype_ = 0;  // at::ScalarType, kept as int so this header stays LibTorch-free
 };
 
+// Turns autocast off for CUDA or CPU ops until destroyed, then restores it: for code that already
+// runs in the precision it wants (the frozen backbone's weights are stored in it), where autocast
+// would only add its dispatch and cast-cache lookups and send LayerNorm/softmax through FP32 copies.
+class AutocastPause {
+ public:
+  explicit AutocastPause(bool cuda);
+  ~AutocastPause();
+  AutocastPause(const AutocastPause&) = delete;
+  AutocastPause& operator=(const AutocastPause&) = delete;
+
+ private:
+  bool cuda_, was_enabled_;
+};
+
+bool AutocastEnabled(bool cuda);
 bool CpuAutocastEnabled();
 
 }  // namespace evl
