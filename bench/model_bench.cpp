@@ -48,8 +48,6 @@ evl::EVLOptions Options(const Args& a, c10::ScalarType dtype) {
     o.backbone = {1024, 24, 16, 14, 224, 4.0, dtype};
     o.decoder.qkv_dim = 1024;
     o.decoder.num_heads = 16;
-  } else if (a.preset != "B16") {
-    throw std::runtime_error("--preset " + a.preset + ": unknown (B16, L14, tiny)");
   }
   o.backbone.dtype = dtype;
   o.num_frames = a.frames;
@@ -183,6 +181,10 @@ int main(int argc, char** argv) {
       std::cerr << "unknown flag " << k << "\n";
       return 2;
     }
+  }
+  if (a.preset != "B16" && a.preset != "L14" && a.preset != "tiny") {
+    std::cerr << "--preset " << a.preset << ": unknown (B16, L14, tiny)\n";
+    return 2;
   }
   const bool cuda = a.device == "cuda";
   if (cuda && !torch::cuda::is_available()) {

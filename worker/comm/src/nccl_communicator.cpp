@@ -1,6 +1,9 @@
 // NCCL backend: one communicator per job, unique id from rank 0 over MPI, collectives on a
 // dedicated CUDA stream, asynchronous errors polled while waiting (ncclCommGetAsyncError) and the
-// communicator aborted on failure. Stream handling follows c10d's ProcessGroupNCCL: the NCCL stream
+// communicator aborted on failure. The communicator is non-blocking (config.blocking = 0) so that
+// its init, each enqueue and its finalize are waited for under a deadline and can be aborted; that
+// state machine lives in nccl_lifecycle.h over a table of the NCCL calls (RealNcclApi, below), and
+// is tested there with a fake NCCL. Stream handling follows c10d's ProcessGroupNCCL: the NCCL stream
 // waits for an event recorded on the caller's current stream (no host synchronisation inside the
 // autograd hooks), the tensor's memory is recorded as used on the NCCL stream so that the caching
 // allocator does not hand it out again early, and an aborted communicator is never destroyed.
@@ -22,9 +25,10 @@
 #include <cuda_runtime_api.h>
 #include <nccl.h>
 
-#include <atomic>
 #include <exception>
 #include <mutex>
+
+#include "nccl_lifecycle.h"
 #endif
 
 namespace evl {
@@ -43,58 +47,95 @@ std::unique_ptr<Communicator> MakeNcclCommunicator(double, int) {
   throw std::runtime_error("NCCL communicator: this evl was built without NCCL (see `evl info`)");
 }
 
+
 #else
+
+static_assert(kNcclSuccess == ncclSuccess && kNcclInProgress == ncclInProgress,
+              "nccl_lifecycle.h's result codes must be ncclResult_t's");
+
+// The lifecycle's table, filled with the real library and the steady clock.
+NcclApi RealNcclApi() {
+  NcclApi api;
+  api.commInitRankConfig = [](void** comm, int nranks, const void* unique_id, int rank) {
+    ncclConfig_t config = NCCL_CONFIG_INITIALIZER;
+    // Returns at once: a rank whose peers never join is then waited for with a deadline and its
+    // half-made communicator aborted, where ncclCommInitRank would block with no way out.
+    config.blocking = 0;
+    ncclComm_t made = nullptr;
+    const ncclResult_t r =
+        ncclCommInitRankConfig(&made, nranks, *static_cast<const ncclUniqueId*>(unique_id), rank, &config);
+    *comm = made;
+    return static_cast<int>(r);
+  };
+  api.commGetAsyncError = [](void* comm, int* async_error) {
+    ncclResult_t async = ncclSuccess;
+    const ncclResult_t r = ncclCommGetAsyncError(static_cast<ncclComm_t>(comm), &async);
+    *async_error = static_cast<int>(async);
+    return static_cast<int>(r);
+  };
+  api.commFinalize = [](void* comm) { return static_cast<int>(ncclCommFinalize(static_cast<ncclComm_t>(comm))); };
+  api.commDestroy = [](void* comm) { return static_cast<int>(ncclCommDestroy(static_cast<ncclComm_t>(comm))); };
+  api.commAbort = [](void* comm) { return static_cast<int>(ncclCommAbort(static_cast<ncclComm_t>(comm))); };
+  api.getErrorString = [](int result) { return std::string(ncclGetErrorString(static_cast<ncclResult_t>(result))); };
+  api.getLastError = [](void* comm) {
+    const char* last = ncclGetLastError(static_cast<ncclComm_t>(comm));
+    return std::string(last ? last : "");
+  };
+  api.eventQuery = [](void* event, std::string* error) {
+    const cudaError_t st = cudaEventQuery(static_cast<cudaEvent_t>(event));
+    if (st == cudaSuccess) return EventStatus::kDone;
+    if (st == cudaErrorNotReady) return EventStatus::kNotReady;
+    *error = cudaGetErrorString(st);
+    return EventStatus::kError;
+  };
+  api.now = [] {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+  };
+  api.sleep = [](double s) { std::this_thread::sleep_for(std::chrono::duration<double>(s)); };
+  return api;
+}
 
 namespace {
 
+// What a collective that outlives its deadline does: the job ends (kExitStalled) with the ranks
+// that never reached it named; ncclCommAbort runs under the abort's watchdog, since it may block
+// on a peer that is gone.
+StallHandler AbortJobOnStall(std::shared_ptr<NcclLifecycle> life, ArrivalBoard* board, int rank, int64_t seq,
+                             std::string name, double timeout_s, std::string what) {
+  return [=](double) {
+    AbortJob(
+        kExitStalled,
+        [&] {
+          return "rank " + std::to_string(rank) + ": NCCL collective #" + std::to_string(seq) + " '" + name + "' " +
+                 what + " in " + std::to_string(static_cast<int64_t>(timeout_s)) + " s; " + board->StallReport(seq) +
+                 "; aborting the job";
+        },
+        [&] { life->Abort(); });
+  };
+}
+
 class NcclWork : public CommWork {
  public:
-  NcclWork(cudaEvent_t ev, ncclComm_t comm, std::shared_ptr<std::atomic<bool>> aborted, double timeout_s,
-           std::string name, ArrivalBoard* board, int64_t seq)
-      : ev_(ev), comm_(comm), aborted_(std::move(aborted)), timeout_s_(timeout_s), name_(std::move(name)),
-        board_(board), seq_(seq) {}
+  NcclWork(cudaEvent_t ev, std::shared_ptr<NcclLifecycle> life, double timeout_s, std::string name,
+           ArrivalBoard* board, int rank, int64_t seq)
+      : ev_(ev), life_(std::move(life)), timeout_s_(timeout_s), name_(std::move(name)), board_(board), rank_(rank),
+        seq_(seq) {}
   ~NcclWork() override { cudaEventDestroy(ev_); }
   // Blocks the host until the collective is done (the reducer reads the result next), polling
   // NCCL's asynchronous errors and the stall deadline meanwhile.
-  void Wait() override {
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout_s_);
-    while (true) {
-      cudaError_t st = cudaEventQuery(ev_);
-      if (st == cudaSuccess) return;
-      if (st != cudaErrorNotReady) throw std::runtime_error("NCCL '" + name_ + "': " + cudaGetErrorString(st));
-      ncclResult_t async = ncclSuccess;
-      ncclCommGetAsyncError(comm_, &async);
-      if (async != ncclSuccess) {
-        Abort();
-        throw std::runtime_error("NCCL '" + name_ + "' failed: " + ncclGetErrorString(async));
-      }
-      if (std::chrono::steady_clock::now() > deadline) {
-        int rank = 0;
-        MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-        // ncclCommAbort runs under the abort's watchdog (it may block on a peer that is gone).
-        AbortJob(
-            kExitStalled,
-            [&] {
-              return "rank " + std::to_string(rank) + ": NCCL collective #" + std::to_string(seq_) + " '" + name_ +
-                     "' did not complete in " + std::to_string(static_cast<int64_t>(timeout_s_)) + " s; " +
-                     board_->StallReport(seq_) + "; aborting the job";
-            },
-            [this] { Abort(); });
-      }
-      std::this_thread::sleep_for(std::chrono::microseconds(50));
-    }
+  void Wait() override { WaitWithin(timeout_s_); }
+  void WaitWithin(double timeout_s) override {
+    life_->WaitEvent(ev_, name_, timeout_s,
+                     AbortJobOnStall(life_, board_, rank_, seq_, name_, timeout_s, "did not complete"));
   }
 
  private:
-  void Abort() {
-    if (!aborted_->exchange(true)) ncclCommAbort(comm_);
-  }
   cudaEvent_t ev_;
-  ncclComm_t comm_;
-  std::shared_ptr<std::atomic<bool>> aborted_;
+  std::shared_ptr<NcclLifecycle> life_;  // shared: a work may be waited on by another thread
   double timeout_s_;
   std::string name_;
   ArrivalBoard* board_;
+  int rank_;
   int64_t seq_;
 };
 
@@ -105,7 +146,7 @@ void CheckNccl(ncclResult_t r, const std::string& what) {
   if (r != ncclSuccess) throw std::runtime_error("NCCL '" + what + "': " + ncclGetErrorString(r));
 }
 
-ncclDataType_t NcclType(const at::Tensor& t) {
+ncclDataType_t NcclType(const at::Tensor& t, const std::string& name) {
   switch (t.scalar_type()) {
     case at::kFloat: return ncclFloat32;
     case at::kHalf: return ncclFloat16;
@@ -114,8 +155,13 @@ ncclDataType_t NcclType(const at::Tensor& t) {
     case at::kLong: return ncclInt64;
     case at::kInt: return ncclInt32;
     case at::kByte: return ncclUint8;
-    default: throw std::runtime_error("NCCL: unsupported dtype");
+    default:
+      throw std::runtime_error("NCCL '" + name + "': unsupported dtype " + std::string(c10::toString(t.scalar_type())));
   }
+}
+
+std::string DtypeAndDevice(const at::Tensor& t) {
+  return std::string(c10::toString(t.scalar_type())) + " on " + t.device().str();
 }
 
 class NcclCommunicator : public Communicator {
@@ -135,18 +181,28 @@ class NcclCommunicator : public Communicator {
     ncclUniqueId id;
     if (rank_ == 0) CheckNccl(ncclGetUniqueId(&id), "ncclGetUniqueId");
     MPI_Bcast(&id, sizeof id, MPI_BYTE, 0, MPI_COMM_WORLD);
-    CheckNccl(ncclCommInitRank(&comm_, world_, id, rank_), "ncclCommInitRank");
+    life_ = std::make_shared<NcclLifecycle>(RealNcclApi(), rank_, world_);
     CheckCuda(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "cudaStreamCreate");
-    CheckCuda(cudaEventCreateWithFlags(&ready_, cudaEventDisableTiming), "cudaEventCreate");
+    try {
+      CheckCuda(cudaEventCreateWithFlags(&ready_, cudaEventDisableTiming), "cudaEventCreate");
+      // The init deadline is the stall timeout: the ranks start it together (just past the id's
+      // broadcast), a healthy init takes seconds even on many nodes, and the stall timeout is the
+      // job's one answer to "how long may a peer stay silent"; a second knob would only be set wrong.
+      life_->Init(&id, timeout_s_);
+    } catch (...) {
+      DestroyCudaObjects();  // the destructor does not run for a constructor that throws
+      throw;
+    }
   }
   ~NcclCommunicator() override {
-    // On an error path (an exception unwinding past the communicator's owner) ncclCommDestroy would
-    // wait for peers that may be gone: abort instead. A collective that failed has aborted it
-    // already (NcclWork). After ncclCommAbort its resources are gone; destroying it is undefined.
-    if (comm_ && std::uncaught_exceptions() > 0 && !aborted_->exchange(true)) ncclCommAbort(comm_);
-    if (comm_ && !aborted_->load()) ncclCommDestroy(comm_);
-    if (ready_) cudaEventDestroy(ready_);
-    if (stream_) cudaStreamDestroy(stream_);
+    // Finalize's deadline is the stall timeout too, not a fraction of it: finalize is the ranks'
+    // last meeting (it flushes what was issued and waits for the communicator to be quiet on every
+    // rank), so ranks reach it as unevenly as a collective, e.g. while rank 0 writes the last
+    // checkpoint; a shorter deadline would abort a healthy communicator on the other ranks.
+    // On an error path (an exception unwinding past the communicator's owner) finalize would wait
+    // for peers that may be gone: the lifecycle aborts at once instead.
+    life_->Shutdown(timeout_s_, std::uncaught_exceptions() > 0);
+    DestroyCudaObjects();
   }
   int rank() const override { return rank_; }
   int world() const override { return world_; }
@@ -156,64 +212,81 @@ class NcclCommunicator : public Communicator {
     std::lock_guard<std::mutex> lock(mu_);  // one collective issued at a time, numbered in order
     if (op == ReduceOp::kAvg && !t.is_floating_point())
       throw std::runtime_error("NCCL all-reduce '" + name + "': an average needs a floating-point tensor");
-    Prepare(t, name);
+    const ncclDataType_t type = Prepare(t, name);
     const ncclRedOp_t nop = op == ReduceOp::kSum ? ncclSum
                             : op == ReduceOp::kAvg ? ncclAvg
                             : op == ReduceOp::kMax ? ncclMax
                                                    : ncclMin;
-    CheckNccl(ncclAllReduce(t.data_ptr(), t.data_ptr(), t.numel(), NcclType(t), nop, comm_, stream_), name);
-    return Record(name, {t});
+    return Issue(name, ncclAllReduce(t.data_ptr(), t.data_ptr(), t.numel(), type, nop, Comm(), stream_), {t});
   }
   std::shared_ptr<CommWork> BroadcastAsync(at::Tensor t, int root, const std::string& name) override {
     std::lock_guard<std::mutex> lock(mu_);  // one collective issued at a time, numbered in order
-    Prepare(t, name);
-    CheckNccl(ncclBroadcast(t.data_ptr(), t.data_ptr(), t.numel(), NcclType(t), root, comm_, stream_), name);
-    return Record(name, {t});
+    const ncclDataType_t type = Prepare(t, name);
+    return Issue(name, ncclBroadcast(t.data_ptr(), t.data_ptr(), t.numel(), type, root, Comm(), stream_), {t});
   }
   std::shared_ptr<CommWork> AllGatherAsync(at::Tensor in, at::Tensor out, const std::string& name) override {
     std::lock_guard<std::mutex> lock(mu_);  // one collective issued at a time, numbered in order
-    Prepare(in, name);
-    if (!out.is_cuda() || !out.is_contiguous() || out.numel() != in.numel() * world_)
-      throw std::runtime_error("NCCL all-gather '" + name + "': output must be a contiguous CUDA tensor of world x input");
-    CheckNccl(ncclAllGather(in.data_ptr(), out.data_ptr(), in.numel(), NcclType(in), comm_, stream_), name);
-    return Record(name, {in, out});
+    // Checked before Prepare, which tells the arrival board this rank reached the collective.
+    if (out.scalar_type() != in.scalar_type() || out.device() != in.device())
+      throw std::runtime_error("NCCL all-gather '" + name + "': input is " + DtypeAndDevice(in) + ", output is " +
+                               DtypeAndDevice(out) + "; they must have the same dtype and device");
+    if (!out.is_contiguous() || out.numel() != in.numel() * world_)
+      throw std::runtime_error("NCCL all-gather '" + name + "': output must be a contiguous tensor of world (" +
+                               std::to_string(world_) + ") x input (" + std::to_string(in.numel()) + ") elements, not " +
+                               std::to_string(out.numel()));
+    const ncclDataType_t type = Prepare(in, name);
+    return Issue(name, ncclAllGather(in.data_ptr(), out.data_ptr(), in.numel(), type, Comm(), stream_), {in, out});
   }
 
  private:
-  // Orders the collective after the work that produced `t` on the caller's current stream.
-  void Prepare(const at::Tensor& t, const std::string& name) {
+  ncclComm_t Comm() const { return static_cast<ncclComm_t>(life_->comm()); }
+
+  // Checks `t` and orders the collective after the work that produced it on the caller's current
+  // stream; returns its NCCL type.
+  ncclDataType_t Prepare(const at::Tensor& t, const std::string& name) {
     if (!t.is_cuda() || !t.is_contiguous())
       throw std::runtime_error("NCCL '" + name + "' needs a contiguous CUDA tensor");
     if (t.get_device() != device_)
       throw std::runtime_error("NCCL '" + name + "': tensor on cuda:" + std::to_string(t.get_device()) +
                                ", communicator on cuda:" + std::to_string(device_));
-    if (aborted_->load()) throw std::runtime_error("NCCL '" + name + "': the communicator was aborted");
+    const ncclDataType_t type = NcclType(t, name);
+    life_->CheckUsable(name);
     board_.Arrive(seq_, name);
     CheckCuda(cudaSetDevice(device_), "cudaSetDevice");  // autograd hooks run on a thread of their own
     const cudaStream_t current = c10::cuda::getCurrentCUDAStream(device_).stream();
     CheckCuda(cudaEventRecord(ready_, current), "cudaEventRecord");
     CheckCuda(cudaStreamWaitEvent(stream_, ready_, 0), "cudaStreamWaitEvent");
+    return type;
   }
-  // Marks `t` as used on the NCCL stream and returns the work's completion event.
-  std::shared_ptr<CommWork> Record(const std::string& name, std::initializer_list<at::Tensor> used) {
+  // Waits until the collective just called (`result`) is enqueued — a non-blocking communicator
+  // may answer ncclInProgress, and nothing may go on its stream before that ends — then marks the
+  // tensors as used on the NCCL stream and returns the work's completion event.
+  std::shared_ptr<CommWork> Issue(const std::string& name, ncclResult_t result, std::initializer_list<at::Tensor> used) {
+    life_->WaitEnqueued(static_cast<int>(result), name, timeout_s_,
+                        AbortJobOnStall(life_, &board_, rank_, seq_, name, timeout_s_, "was not enqueued"));
     for (const auto& t : used)
       c10::cuda::CUDACachingAllocator::recordStream(t.storage().data_ptr(),
                                                     c10::cuda::getStreamFromExternal(stream_, device_));
     cudaEvent_t ev;
     CheckCuda(cudaEventCreateWithFlags(&ev, cudaEventDisableTiming), "cudaEventCreate");
     CheckCuda(cudaEventRecord(ev, stream_), "cudaEventRecord");
-    return std::make_shared<NcclWork>(ev, comm_, aborted_, timeout_s_, name, &board_, seq_++);
+    return std::make_shared<NcclWork>(ev, life_, timeout_s_, name, &board_, rank_, seq_++);
+  }
+  void DestroyCudaObjects() {
+    if (ready_) cudaEventDestroy(ready_);
+    if (stream_) cudaStreamDestroy(stream_);
+    ready_ = nullptr;
+    stream_ = nullptr;
   }
 
   double timeout_s_;
   int device_;
   int rank_ = 0, world_ = 1;
-  ncclComm_t comm_ = nullptr;
+  std::shared_ptr<NcclLifecycle> life_;  // made once the rank is known; shared with the works
   cudaStream_t stream_ = nullptr;
   cudaEvent_t ready_ = nullptr;  // re-recorded per collective; the stream wait captures it at once
-  std::shared_ptr<std::atomic<bool>> aborted_ = std::make_shared<std::atomic<bool>>(false);
   std::mutex mu_;
-  ArrivalBoard board_;  // numbers the collectives alike on every rank (Prepare, then Record)
+  ArrivalBoard board_;  // numbers the collectives alike on every rank (Prepare, then Issue)
   int64_t seq_ = 0;
 };
 

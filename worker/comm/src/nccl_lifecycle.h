@@ -16,6 +16,7 @@
 
 #include <atomic>
 #include <functional>
+#include <mutex>
 #include <string>
 
 namespace evl {
@@ -100,9 +101,13 @@ class NcclLifecycle {
 
  private:
   enum class State { kNone, kInitializing, kReady, kClosing, kClosed, kAborted };
-  // Polls ncclCommGetAsyncError while it says ncclInProgress, until `deadline`; returns the last
-  // result (kNcclInProgress if the deadline passed).
+  // ncclCommGetAsyncError (its own failure counts as the result), under the lock that Abort takes
+  // so that it never runs on a freed communicator. False, touching nothing, once aborted or closed.
+  bool PollAsyncError(int* result);
+  // Polls while NCCL says ncclInProgress, until `deadline`; returns the last result
+  // (kNcclInProgress if the deadline passed). Throws if another thread aborted meanwhile.
   int PollWhileInProgress(double deadline);
+  void Destroy();
   std::string Describe(int result) const;
   std::string InitTimeoutMessage(double waited_s) const;
   // Aborts and throws `what` + NCCL's string for `result`.
@@ -112,6 +117,7 @@ class NcclLifecycle {
   NcclApi api_;
   int rank_, world_;
   void* comm_ = nullptr;
+  std::mutex mu_;  // every call on comm_ that may race an abort: the polls, abort, destroy
   std::atomic<State> state_{State::kNone};
 };
 
