@@ -66,35 +66,25 @@ torch::Tensor Attend(const torch::Tensor& q, const torch::Tensor& k, const torch
 const AttentionImpl::Fused& AttentionImpl::FusedProjection(Fused* cache,
                                                           std::initializer_list<const torch::nn::Linear*> parts) {
   std::vector<std::pair<const void*, int64_t>> source;
+  std::vector<torch::Tensor> w, b;
   bool needs_grad = false;
-  for (const auto* part : parts)
+  for (const auto* part : parts) {
+    w.push_back((*part)->weight);
+    b.push_back((*part)->bias);
     for (const auto* t : {&(*part)->weight, &(*part)->bias}) {
       source.emplace_back(t->data_ptr(), t->_version());
       needs_grad = needs_grad || t->requires_grad();
     }
-  if (needs_grad && torch::GradMode::is_enabled()) {
-    // Training the decoder: the concatenation must stay in the graph so that each part gets its
-    // gradient; it is rebuilt per call (cheap beside the GEMM it feeds).
-    std::vector<torch::Tensor> w, b;
-    for (const auto* part : parts) {
-      w.push_back((*part)->weight);
-      b.push_back((*part)->bias);
-    }
-    cache->weight = torch::cat(w, 0);
-    cache->bias = torch::cat(b, 0);
-    cache->source.clear();
-    return *cache;
   }
-  if (source == cache->source) return *cache;
-  torch::NoGradGuard no_grad;
-  std::vector<torch::Tensor> w, b;
-  for (const auto* part : parts) {
-    w.push_back((*part)->weight);
-    b.push_back((*part)->bias);
-  }
+  // Training the decoder, the concatenation must stay in the graph so that each part gets its
+  // gradient: it is rebuilt per call (cheap beside the GEMM it feeds), and nothing is kept.
+  const bool in_graph = needs_grad && torch::GradMode::is_enabled();
+  if (!in_graph && source == cache->source) return *cache;
+  c10::optional<torch::NoGradGuard> no_grad;
+  if (!in_graph) no_grad.emplace();
   cache->weight = torch::cat(w, 0);
   cache->bias = torch::cat(b, 0);
-  cache->source = std::move(source);
+  cache->source = in_graph ? decltype(source){} : std::move(source);
   return *cache;
 }
 
