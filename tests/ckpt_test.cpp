@@ -155,6 +155,18 @@ TEST(CheckpointWrite, ARunWhoseLastStateIsNotOnDiskDoesNotExit0) {
   EXPECT_NE(r.output.find("the final state of this run is NOT on disk"), std::string::npos) << r.output;
 }
 
+// A stop checkpoint that could not be written (a full disk at preemption) exited 75, "saved,
+// requeue me": every requeue resumed the older checkpoint and met the same disk. It is status 5.
+// (Directories in the stop checkpoint's possible places: its rename fails.)
+TEST(CheckpointWrite, AStopWhoseCheckpointFailedIsNotSaidToBeSaved) {
+  const std::string dir = ScratchDir("ckpt_stop_fails");
+  for (int step = 1; step <= 8; ++step) RunCommand("mkdir -p " + CheckpointPath(dir, step));
+  auto r = RunCommand("EVL_TEST_SIGNAL_AT_STEP=3 " + kEvl + " train" + TrainArgs(dir, 100000));
+  EXPECT_EQ(r.status, kExitNotSaved) << r.output;
+  EXPECT_NE(r.output.find("stop signal: checkpoint FAILED at step"), std::string::npos) << r.output;
+  EXPECT_EQ(r.output.find("exiting with status 75"), std::string::npos) << r.output;
+}
+
 // An unreadable checkpoints/ read as empty: the job started over at step 0 in the same run
 // directory. Tried: a plain file in its place trained every step, saved nothing, and exited 0.
 TEST(CheckpointRetention, AnUnreadableCheckpointsDirectoryIsAnErrorNotAnEmptyRun) {

@@ -290,6 +290,29 @@ TEST(Train, ARunStartsWhereTheFilesystemHasNoFlock) {
   EXPECT_EQ(busy.status, 2) << busy.output;
   EXPECT_NE(busy.output.find("in use by another job (host other-node, pid 4242)"), std::string::npos) << busy.output;
   EXPECT_NE(busy.output.find("delete " + none + "/.lock.held"), std::string::npos) << busy.output;
+  // A marker whose job was killed (SIGKILL never runs the code that removes it) used to refuse
+  // every restart. One naming a pid of this host that no longer exists is taken over; one naming
+  // a live pid here is not (it may be the job).
+  char host[256] = {};
+  gethostname(host, sizeof host - 1);
+  const std::string dead_pid = RunCommand("sh -c 'echo $$'").output;  // that shell has exited
+  std::ofstream(none + "/.lock.held") << "host " << host << ", pid " << std::stol(dead_pid) << ", since then\n";
+  auto stale = RunCommand("EVL_TEST_LOCK_FAILS=all " + kEvl + " train" + SmallRun(none) + " --set train.num_steps=2");
+  EXPECT_EQ(stale.status, 0) << stale.output;
+  EXPECT_NE(stale.output.find("no longer exists on " + std::string(host) + "; taking it over"), std::string::npos)
+      << stale.output;
+  std::ofstream(none + "/.lock.held") << "host " << host << ", pid " << getpid() << ", since now\n";
+  auto live = RunCommand("EVL_TEST_LOCK_FAILS=all " + kEvl + " train" + SmallRun(none) + " --set train.num_steps=2");
+  EXPECT_EQ(live.status, 2) << live.output;
+  EXPECT_NE(live.output.find("in use by another job (host " + std::string(host) + ", pid " + std::to_string(getpid())),
+            std::string::npos) << live.output;
+  // A requeue of the same Slurm job (on any node) restarts only after its previous run ended.
+  std::ofstream(none + "/.lock.held") << "host other-node, pid 4242, since then, Slurm job 77\n";
+  auto requeued = RunCommand("SLURM_JOB_ID=77 EVL_TEST_LOCK_FAILS=all " + kEvl + " train" + SmallRun(none) +
+                             " --set train.num_steps=2");
+  EXPECT_EQ(requeued.status, 0) << requeued.output;
+  EXPECT_NE(requeued.output.find("an earlier run of this same Slurm job (77)"), std::string::npos) << requeued.output;
+  std::remove((none + "/.lock.held").c_str());
 }
 
 // A rank that fails with a known status: that status comes out of mpirun and evl launch. (A bad
@@ -311,6 +334,23 @@ TEST(Launch, Sigusr1IsAStopRequestToo) {
   // The signal travels rank 0 -> evl launch -> mpirun -> the ranks: which step it meets is a race.
   EXPECT_NE(r.output.find("stop signal: checkpoint saved at step"), std::string::npos) << r.output;
   EXPECT_FALSE(ListCheckpoints(d).empty()) << r.output;
+}
+
+// Ctrl-C at a terminal sends SIGINT to the foreground job's whole process group, and a dropped ssh
+// session SIGHUP. mpirun shared evl launch's group: it got the signal itself and killed the ranks
+// within ~2 s, before they could save (every step since the last checkpoint lost), and SIGHUP
+// killed evl launch too. mpirun now runs in a process group of its own and evl launch takes either
+// signal as a stop request: the ranks save the step they reached and the job exits 75.
+TEST(Launch, CtrlCOrAHangUpAtTheTerminalSavesTheStepReached) {
+  for (const std::string sig : {"INT", "HUP"}) {
+    const std::string d = ScratchDir("launch_group_" + sig);
+    // setsid --wait: evl launch leads a process group of its own, as a shell's foreground job does.
+    auto r = RunCommand("EVL_TEST_SIGNAL_LAUNCH_AT_STEP=4:GROUP-" + sig + " setsid --wait " + kEvl +
+                        " launch -n 2 -- train" + SmallRun(d) + " --set train.num_steps=100000");
+    EXPECT_EQ(r.status, kExitPreempted) << "SIG" << sig << "\n" << r.output;
+    EXPECT_NE(r.output.find("stop signal: checkpoint saved at step"), std::string::npos) << "SIG" << sig << "\n" << r.output;
+    EXPECT_FALSE(ListCheckpoints(d).empty()) << "SIG" << sig;
+  }
 }
 
 // Processes whose command line names `needle` (not the shell that runs pgrep: "[x]yz" matches

@@ -1,13 +1,18 @@
 // `evl launch -n N [--hosts H] [--oversubscribe] -- train --config ...`: runs mpirun with the flags
 // users would otherwise have to remember, and forwards its exit status.
 //
-// A SIGUSR1, SIGTERM or SIGINT to `evl launch` is a stop request: mpirun, given SIGTERM itself, would SIGKILL
+// A SIGUSR1, SIGTERM, SIGINT or SIGHUP to `evl launch` is a stop request: mpirun, given SIGTERM itself, would SIGKILL
 // the ranks about two seconds later and cut a checkpoint write off. So the request reaches the
 // ranks as SIGUSR1 (which mpirun forwards), evl launch waits for them — at most
 // dist.checkpoint_timeout_s' default — and returns their status (75: checkpoint saved). A second
 // signal is passed to mpirun as it is, which ends the job at once (a second SIGUSR1 changes nothing).
 // evl launch never leaves its job behind: mpirun is started with PR_SET_PDEATHSIG, so if evl launch
 // dies (SIGKILL, a crash), mpirun gets SIGTERM and takes the ranks down with it.
+//
+// mpirun runs in a process group of its own, with stdin from /dev/null. A terminal's Ctrl-C
+// (SIGINT) and hang-up (SIGHUP) go to the foreground job's whole group: sharing it, mpirun got the
+// signal itself and killed the ranks before they could save. Outside the terminal's foreground
+// group mpirun must not read it (SIGTTIN would stop it); evl reads no stdin anyway.
 //
 // A node that becomes unreachable (its link down, not its processes dead) stalls mpirun itself: when
 // a rank aborts, mpirun orders every node's daemon to kill its ranks and waits for the unreachable
@@ -120,10 +125,13 @@ pid_t SpawnTiedToUs(const std::string& path, std::vector<char*>& argv, int err_f
   // by the getppid check.
   if (prctl(PR_SET_PDEATHSIG, SIGTERM) != 0 || getppid() != parent) _exit(127);
   if (dup2(err_fd, STDERR_FILENO) < 0) _exit(127);
+  if (setpgid(0, 0) != 0) _exit(127);
+  const int null_fd = open("/dev/null", O_RDONLY);
+  if (null_fd < 0 || dup2(null_fd, STDIN_FILENO) < 0) _exit(127);
   // The handlers evl launch installed are not mpirun's: it starts with the default actions.
   struct sigaction dfl = {};
   dfl.sa_handler = SIG_DFL;
-  for (int sig : {SIGTERM, SIGINT, SIGUSR1}) sigaction(sig, &dfl, nullptr);
+  for (int sig : {SIGTERM, SIGINT, SIGUSR1, SIGHUP, SIGPIPE}) sigaction(sig, &dfl, nullptr);
   execve(path.c_str(), argv.data(), environ);
   _exit(127);
 }
@@ -133,7 +141,10 @@ int RunMpirun(std::vector<char*>& argv, double abort_timeout_s) {
   struct sigaction sa = {};
   sa.sa_handler = OnSignal;
   sigemptyset(&sa.sa_mask);
-  for (int sig : {SIGTERM, SIGINT, SIGUSR1}) sigaction(sig, &sa, nullptr);
+  for (int sig : {SIGTERM, SIGINT, SIGUSR1, SIGHUP}) sigaction(sig, &sa, nullptr);
+  // After a hang-up the terminal or ssh pipe that evl launch copies mpirun's messages to may be
+  // gone: a failed write must not end evl launch while the ranks save.
+  signal(SIGPIPE, SIG_IGN);
   const std::string mpirun = FindInPath("mpirun");
   if (mpirun.empty()) {
     std::cerr << "evl launch: cannot run mpirun: not found in PATH (install openmpi-bin)\n";

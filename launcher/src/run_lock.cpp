@@ -1,6 +1,7 @@
 #include "run_lock.h"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <glog/logging.h>
 #include <sys/file.h>
 #include <unistd.h>
@@ -43,6 +44,41 @@ std::string InUse(const std::string& dir, const std::string& holder) {
          "); wait for it to end, or give this run its own train.run_dir";
 }
 
+// The fields of a holder line as RunRecord writes it: "host H, pid N, since T[, Slurm job J]".
+struct Holder {
+  std::string host, slurm_job;
+  long pid = -1;
+};
+
+Holder ParseHolder(const std::string& line) {
+  Holder h;
+  auto field = [&](const std::string& key) -> std::string {
+    const size_t at = line.find(key);
+    if (at == std::string::npos) return "";
+    const size_t from = at + key.size(), to = line.find(',', from);
+    return line.substr(from, to == std::string::npos ? std::string::npos : to - from);
+  };
+  h.host = field("host ");
+  h.slurm_job = field("Slurm job ");
+  const std::string pid = field("pid ");
+  if (!pid.empty() && pid.find_first_not_of("0123456789") == std::string::npos) h.pid = std::stol(pid);
+  return h;
+}
+
+// Why the marker's holder is certainly gone, or "" when it may still run. Without any lock a job
+// that was killed (SIGKILL, the OOM killer, a node reboot) or requeued never removes its marker.
+// Only what this process can know is trusted: a pid on this same host that no longer exists, or
+// this very Slurm job (a requeued job restarts only after all of its previous run has ended). A
+// holder on another host, or a live pid (possibly reused), is left alone.
+std::string GoneHolder(const Holder& held, const Holder& me) {
+  if (!me.slurm_job.empty() && held.slurm_job == me.slurm_job)
+    return "it was an earlier run of this same Slurm job (" + me.slurm_job + ")";
+  if (held.host.empty() || held.host != me.host || held.pid <= 0) return "";
+  if (kill(static_cast<pid_t>(held.pid), 0) != 0 && errno == ESRCH)
+    return "pid " + std::to_string(held.pid) + " no longer exists on " + me.host;
+  return "";
+}
+
 bool WriteWho(int fd, const std::string& who) {
   const std::string line = who + "\n";
   return ftruncate(fd, 0) == 0 && pwrite(fd, line.data(), line.size(), 0) == static_cast<ssize_t>(line.size());
@@ -73,8 +109,19 @@ std::string RunDirLock::Acquire(const std::string& dir, const std::string& who) 
   }
   if (flock_error != 0 && record_error != 0) {
     const std::string marker = dir + "/.lock.held";
-    const int m = open(marker.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    int m = open(marker.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
     const std::string why = std::string("flock: ") + std::strerror(flock_error) + ", fcntl: " + std::strerror(record_error);
+    if (m < 0 && errno == EEXIST) {
+      const std::string held = FirstLine(marker);
+      const std::string gone = GoneHolder(ParseHolder(held), ParseHolder(who));
+      // Removed and created again (O_EXCL): of two jobs that find the same stale marker, one wins.
+      if (!gone.empty() && unlink(marker.c_str()) == 0) {
+        LOG(WARNING) << marker << " named a job that has ended (" << held << "): " << gone << "; taking it over";
+        m = open(marker.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+      } else {
+        errno = EEXIST;
+      }
+    }
     if (m < 0 && errno == EEXIST)
       return InUse(dir, FirstLine(marker)) + ". This filesystem supports no locks (" + why + "); if no job runs on " +
              dir + ", delete " + marker;

@@ -2,8 +2,10 @@
 // ends: a crash or a requeue frees it). Only EWOULDBLOCK means another job holds it. A filesystem
 // without flock (Lustre mounted without `-o flock`: ENOSYS; NFS without a lock manager: ENOLCK)
 // gets a POSIX record lock (fcntl) on the same file instead, and one without any lock an exclusive
-// marker file, RUN_DIR/.lock.held, which this job removes when it ends (one left by a job that
-// died must be deleted by hand; the refusal says so).
+// marker file, RUN_DIR/.lock.held, which this job removes when it ends. A marker left by a job that
+// was killed is taken over when its holder is certainly gone: a pid that no longer exists on this
+// host, or an earlier run of this same Slurm job (a requeue); otherwise the refusal names the
+// holder and says to delete the marker if no job runs there.
 #pragma once
 
 #include <string>

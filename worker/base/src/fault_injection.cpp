@@ -2,6 +2,7 @@
 
 #include <glog/logging.h>
 #include <signal.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <cerrno>
@@ -40,8 +41,14 @@ class EnvironmentFaults : public FaultInjector {
       const size_t colon = v.find(':');
       if (colon != std::string::npos) {
         signal_launch_at_step_ = std::atoll(v.substr(0, colon).c_str());
-        const std::string name = v.substr(colon + 1);
-        signal_launch_ = name == "KILL" ? SIGKILL : name == "TERM" ? SIGTERM : SIGUSR1;
+        std::string name = v.substr(colon + 1);
+        signal_launch_group_ = name.rfind("GROUP-", 0) == 0;
+        if (signal_launch_group_) name = name.substr(6);
+        signal_launch_ = name == "KILL"   ? SIGKILL
+                         : name == "TERM" ? SIGTERM
+                         : name == "INT"  ? SIGINT
+                         : name == "HUP"  ? SIGHUP
+                                          : SIGUSR1;
       }
     }
     const char* at = std::getenv("EVL_TEST_SIGNAL_AT");
@@ -63,9 +70,16 @@ class EnvironmentFaults : public FaultInjector {
     }
     if (step == signal_at_step_ && rank == 0) std::raise(SIGUSR1);
     if (step == signal_launch_at_step_ && rank == 0 && launcher_pid_ > 0) {
+      const pid_t launcher = static_cast<pid_t>(launcher_pid_);
       LOG(WARNING) << "EVL_TEST_SIGNAL_LAUNCH_AT_STEP: signal " << signal_launch_ << " to evl launch (pid "
-                   << launcher_pid_ << ") at step " << step;
-      kill(static_cast<pid_t>(launcher_pid_), signal_launch_);
+                   << launcher_pid_ << (signal_launch_group_ ? ", its process group" : "") << ") at step " << step;
+      if (signal_launch_group_) {
+        // Only a group that evl launch leads, as a shell's foreground job: never the test runner's.
+        if (getpgid(launcher) == launcher) kill(-launcher, signal_launch_);
+        else LOG(ERROR) << "EVL_TEST_SIGNAL_LAUNCH_AT_STEP: evl launch does not lead its process group; not signalled";
+      } else {
+        kill(launcher, signal_launch_);
+      }
     }
     if (step == stall_at_ && rank == stall_rank_) {
       LOG(ERROR) << "EVL_TEST_STALL_AT_STEP: rank " << rank << " hangs at step " << step;
@@ -97,6 +111,7 @@ class EnvironmentFaults : public FaultInjector {
   const int64_t launcher_pid_;
   int64_t signal_launch_at_step_ = -1;
   int signal_launch_ = SIGUSR1;
+  bool signal_launch_group_ = false;  // to the launcher's process group, not the launcher alone
   const int64_t step_delay_ms_, slow_checkpoint_ms_;
   std::string signal_at_, lock_fails_;
   bool fired_ = false;

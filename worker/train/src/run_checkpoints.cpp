@@ -19,16 +19,23 @@ void RunCheckpoints::MaybeSaveBest(const EvalReport& report, int64_t step, Train
   writer_->SaveBest(Snapshot(*state, config_, step, world_, lr));
 }
 
-void RunCheckpoints::MaybeSave(int64_t step, const TrainState& state, double lr, bool stop) {
+bool RunCheckpoints::MaybeSave(int64_t step, const TrainState& state, double lr, bool stop) {
   const TrainConfig& t = config_.train();
   const bool due = stop || step == t.num_steps() || (t.save_freq() > 0 && step % t.save_freq() == 0);
-  if (!writer_ || !due) return;
+  if (!writer_ || !due) return true;
   Faults().At(FaultPoint::kSave);
   writer_->Save(Snapshot(state, config_, step, world_, lr));
-  if (!stop) return;
-  const bool ok = writer_->Wait();
-  LOG(WARNING) << "stop signal: " << (ok ? "checkpoint saved" : "checkpoint FAILED: " + writer_->LastError())
-               << " at step " << step << "; exiting with status " << kExitPreempted << " (resume to continue)";
+  if (!stop) return true;
+  if (writer_->Wait()) {
+    LOG(WARNING) << "stop signal: checkpoint saved at step " << step << "; exiting with status " << kExitPreempted
+                 << " (resume to continue)";
+    return true;
+  }
+  // Not 75: a requeue would resume the older checkpoint and meet the same full disk, every time.
+  LOG(ERROR) << "stop signal: checkpoint FAILED at step " << step << ": " << writer_->LastError()
+             << "; exiting with status " << kExitNotSaved
+             << " (this step is not on disk; a resume continues from the last checkpoint written)";
+  return false;
 }
 
 bool RunCheckpoints::Finish() {

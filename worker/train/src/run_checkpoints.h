@@ -26,8 +26,9 @@ class RunCheckpoints {
   void MaybeSaveBest(const EvalReport& report, int64_t step, TrainState* state, double lr);
 
   // After step `step` (1-based): saves when the cadence, the last step or `stop` says so. On a stop
-  // it waits for the write and logs its outcome (the job is about to end).
-  void MaybeSave(int64_t step, const TrainState& state, double lr, bool stop);
+  // it waits for the write, logs its outcome (the job is about to end) and returns whether it is on
+  // disk; true otherwise, and on the ranks that do not write.
+  bool MaybeSave(int64_t step, const TrainState& state, double lr, bool stop);
 
   // Waits for the writes in flight. False (and logged) if the last one failed.
   bool Finish();

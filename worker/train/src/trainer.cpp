@@ -233,11 +233,12 @@ int RunTraining(const EvlConfig& input_config, Communicator& comm, const RankCon
     state.elapsed_s = elapsed_before + Since(start);  // what a snapshot of this step records
     if (report) checkpoints.MaybeSaveBest(*report, step + 1, &state, result.lr);
     // After the evaluation, so that a checkpoint of this step knows the best top-1 so far.
-    checkpoints.MaybeSave(step + 1, state, result.lr, result.stop);
+    const bool saved = checkpoints.MaybeSave(step + 1, state, result.lr, result.stop);
     if (result.stop) {
       // The other ranks wait here while rank 0 writes: the save's own deadline, not the stall timeout.
-      comm.BroadcastString("", 0, "stop after checkpoint", config.dist().checkpoint_timeout_s());
-      return kExitPreempted;
+      const bool on_disk = comm.BroadcastString(saved ? "saved" : "failed", 0, "stop after checkpoint",
+                                                config.dist().checkpoint_timeout_s()) == "saved";
+      return on_disk ? kExitPreempted : kExitNotSaved;
     }
   }
   // Every rank learns whether the last state is on disk: a job whose final checkpoint failed must

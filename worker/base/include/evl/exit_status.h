@@ -9,8 +9,8 @@
 //   3       the run diverged (NaN/Inf); nothing of it was saved              no: change the recipe
 //   4       a collective stalled (a rank hung, died or lost its network);    yes
 //           the job was aborted
-//   5       training ended but its last checkpoint could not be written:     yes (from the last
-//           the final state is not on disk                                   checkpoint written)
+//   5       training ended, or stopped by a signal, but its last checkpoint  yes (from the last
+//           could not be written: that state is not on disk                  checkpoint written)
 //   7       a test's simulated crash (EVL_TEST_EXIT_AT_STEP)
 //   75      stopped by a signal after saving a checkpoint (EX_TEMPFAIL)      yes
 #pragma once

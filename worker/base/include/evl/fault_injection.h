@@ -5,8 +5,10 @@
 //   EVL_TEST_EXIT_AT_STEP=N        the rank exits with status 7 before step N (a dying rank)
 //   EVL_TEST_STALL_AT_STEP=N       rank EVL_TEST_STALL_RANK (default 1) hangs before step N
 //   EVL_TEST_SIGNAL_AT_STEP=N      rank 0 raises SIGUSR1 before step N (preemption at a known step)
-//   EVL_TEST_SIGNAL_LAUNCH_AT_STEP=N:SIG  rank 0 sends SIG (USR1, TERM, KILL) to its `evl launch`
-//                                  (EVL_LAUNCH_PID, set by evl launch) before step N
+//   EVL_TEST_SIGNAL_LAUNCH_AT_STEP=N:SIG  rank 0 sends SIG (USR1, TERM, KILL, INT, HUP) to its
+//                                  `evl launch` (EVL_LAUNCH_PID, set by evl launch) before step N;
+//                                  GROUP-SIG (GROUP-INT, GROUP-HUP) sends it to evl launch's process
+//                                  group instead, as a terminal does on Ctrl-C or a hang-up
 //   EVL_TEST_SIGNAL_AT=POINT       every rank raises SIGUSR1 at POINT: startup (before MPI is up),
 //                                  eval (the first evaluation begins), save (a checkpoint is written)
 //   EVL_TEST_STEP_DELAY_MS=MS      every step takes MS longer (a job still training when a signal comes)
