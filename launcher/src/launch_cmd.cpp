@@ -39,6 +39,7 @@
 #include <thread>
 
 #include "commands.h"
+#include "evl/exit_status.h"
 #include "evl/subprocess.h"
 
 extern char** environ;
@@ -190,10 +191,13 @@ int RunMpirun(std::vector<char*>& argv, double abort_timeout_s) {
     if (abort_seen && abort_timeout_s > 0 &&
         std::chrono::steady_clock::now() - *abort_seen > std::chrono::duration<double>(abort_timeout_s)) {
       std::cerr << "evl launch: a rank aborted or died and mpirun did not end the job within " << abort_timeout_s
-                << " s (a node unreachable?); killing mpirun\n";
+                << " s (a node unreachable?); killing mpirun; exiting with status " << kExitStalled
+                << " (the job stalled: resume from the last checkpoint)\n";
       kill(pid, SIGKILL);
       waitpid(pid, &status, 0);
-      return 1;
+      // The ranks' own status for a job that lost a rank or its network (evl/exit_status.h), which
+      // mpirun, killed, can no longer pass on.
+      return kExitStalled;
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
