@@ -164,6 +164,21 @@ TEST(DistributedEval, APathInAnyEncodingIsReportedNotFatal) {
   EXPECT_NE(error.find("x-\xc3\xa9.mp4"), std::string::npos) << error;
 }
 
+// The outputs were plain writes with no error check: a full disk left empty files and status 0.
+// Each now goes through WriteFileAtomically; one that cannot be written (a directory in its place
+// here: the rename fails) is an error naming the file, and the files before it are whole.
+TEST(DistributedEval, AnOutputThatCannotBeWrittenIsAnErrorNamingIt) {
+  const EvalSetup& s = Prepared();
+  for (const std::string file : {"metrics.json", "confusion.csv", "scores.npy"}) {
+    const std::string out = ScratchDir("eval_unwritable_" + std::to_string(getpid()));
+    RunCommand("mkdir -p " + out + "/" + file);
+    auto r = RunCommand(EvalCmd(s, 1, s.good_list, out) + " --save-scores");
+    EXPECT_NE(r.status, 0) << file << "\n" << r.output;
+    EXPECT_NE(r.output.find(out + "/" + file), std::string::npos) << file << "\n" << r.output;
+    EXPECT_EQ(Predictions(out).size(), 7u) << file << ": predictions.jsonl, written before it, is not whole";
+  }
+}
+
 TEST(DistributedEval, CheckpointEvaluationMatchesTheTrainingLog) {
   const EvalSetup& s = Prepared();
   double logged = -1;

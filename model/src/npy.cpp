@@ -60,7 +60,7 @@ at::Tensor ReadNpy(const std::string& path) {
   return t.to(torch::kFloat);
 }
 
-void WriteNpy(const std::string& path, const at::Tensor& tensor) {
+std::string NpyBytes(const at::Tensor& tensor) {
   auto t = tensor.detach().to(torch::kCPU, torch::kFloat).contiguous();
   std::string shape = "(";
   for (int64_t d : t.sizes()) shape += std::to_string(d) + ", ";
@@ -70,13 +70,20 @@ void WriteNpy(const std::string& path, const at::Tensor& tensor) {
   std::string header = "{'descr': '<f4', 'fortran_order': False, 'shape': " + shape + ", }";
   while ((10 + header.size() + 1) % 64) header += ' ';
   header += '\n';
+  const uint16_t len = static_cast<uint16_t>(header.size());
+  std::string bytes("\x93NUMPY\x01\x00", 8);
+  bytes.append(reinterpret_cast<const char*>(&len), 2);
+  bytes += header;
+  bytes.append(static_cast<const char*>(t.data_ptr()), static_cast<size_t>(t.numel()) * 4);
+  return bytes;
+}
+
+void WriteNpy(const std::string& path, const at::Tensor& tensor) {
+  const std::string bytes = NpyBytes(tensor);
   std::ofstream out(path, std::ios::binary);
   if (!out) throw std::runtime_error(path + ": cannot write .npy file");
-  const uint16_t len = static_cast<uint16_t>(header.size());
-  out.write("\x93NUMPY\x01\x00", 8);
-  out.write(reinterpret_cast<const char*>(&len), 2);
-  out << header;
-  out.write(static_cast<const char*>(t.data_ptr()), t.numel() * 4);
+  out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+  out.close();  // the last buffer reaches the file here: a full disk shows now or never
   if (!out) throw std::runtime_error(path + ": write failed");
 }
 

@@ -13,7 +13,10 @@ namespace evl {
 // Throws std::runtime_error naming the file on anything but a little-endian float32 (or float64,
 // converted) C-order array.
 at::Tensor ReadNpy(const std::string& path);
-// Writes `t` (converted to contiguous float32 on CPU).
+// The .npy file of `t` (converted to contiguous float32 on CPU), for a caller that writes it its own
+// way (evl's runs write every file atomically: evl/file_util.h).
+std::string NpyBytes(const at::Tensor& t);
+// Writes NpyBytes(t) to `path`; throws std::runtime_error naming it if any byte is not written.
 void WriteNpy(const std::string& path, const at::Tensor& t);
 
 }  // namespace evl

@@ -10,11 +10,13 @@
 #include <fstream>
 #include <iomanip>
 #include <map>
+#include <sstream>
 #include <stdexcept>
 
 #include "evl/checkpoint_manager.h"
 #include "evl/dataset.h"
 #include "evl/model_factory.h"
+#include "evl/file_util.h"
 #include "evl/npy.h"
 #include "evl/ordered_prefetcher.h"
 #include "evl/predict.h"
@@ -149,8 +151,7 @@ EvalReport Evaluate(EVLTransformer& model, const EvlConfig& config, const std::v
   std::vector<std::string> names;
   if (!config.data().class_map().empty()) names = LoadClassNames(config.data().class_map(), static_cast<int>(C));
   const bool write = comm.rank() == 0 && !out_dir.empty();
-  std::ofstream pred;
-  if (write) pred.open(out_dir + "/predictions.jsonl");
+  std::string predictions;  // predictions.jsonl, written at the end with the other outputs
   torch::Tensor scores_out;  // [n, C] in list order
   if (write && config.eval().save_scores()) scores_out = torch::full({n, C}, std::nan(""), torch::kFloat);
   for (int64_t i = 0; i < n; ++i) {
@@ -186,7 +187,7 @@ EvalReport Evaluate(EVLTransformer& model, const EvlConfig& config, const std::v
       ++r.skipped;
       j["error"] = std::string(reinterpret_cast<const char*>(all_reasons[row_of[i]].data_ptr<uint8_t>()));
     }
-    if (pred.is_open()) pred << JsonText(j) << "\n";
+    if (write) predictions += JsonText(j) + "\n";
   }
   r.videos = n;
   r.top1_all = 100.0 * c1 / n;
@@ -212,10 +213,13 @@ EvalReport Evaluate(EVLTransformer& model, const EvlConfig& config, const std::v
                         {"aggregation", Aggregation_Name(config.eval().aggregation())},
                         {"videos_per_s", r.videos_per_s},
                         {"data_wait_share", r.data_share}};
-    std::ofstream(out_dir + "/metrics.json") << JsonText(m, 2) << "\n";
+    // Atomically and checked (evl/file_util.h): a full disk is an error naming the file, not an
+    // empty file and status 0.
+    WriteFileAtomically(out_dir + "/predictions.jsonl", predictions);
+    WriteFileAtomically(out_dir + "/metrics.json", JsonText(m, 2) + "\n");
     // Rows are true classes, columns predicted ones; with a class map, a header row and a first
     // column of names (quoted as CSV wants).
-    std::ofstream conf(out_dir + "/confusion.csv");
+    std::ostringstream conf;
     auto quoted = [](const std::string& s) {
       std::string q = "\"";
       for (char ch : s) q += ch == '"' ? std::string("\"\"") : std::string(1, ch);
@@ -231,7 +235,8 @@ EvalReport Evaluate(EVLTransformer& model, const EvlConfig& config, const std::v
       for (int64_t b = 0; b < C; ++b) conf << (b ? "," : "") << confusion[a * C + b];
       conf << "\n";
     }
-    if (scores_out.defined()) WriteNpy(out_dir + "/scores.npy", scores_out);
+    WriteFileAtomically(out_dir + "/confusion.csv", conf.str());
+    if (scores_out.defined()) WriteFileAtomically(out_dir + "/scores.npy", NpyBytes(scores_out));
   }
   return r;
 }

@@ -146,7 +146,7 @@ void ExportFinalParameters(EVLTransformerImpl& model, const std::string& run_dir
     offset += p.value().numel();
   }
   WriteFileAtomically(run_dir + "/final_params.txt", index);
-  WriteNpy(run_dir + "/final_params.npy", torch::cat(flat));
+  WriteFileAtomically(run_dir + "/final_params.npy", NpyBytes(torch::cat(flat)));
 }
 
 // A list rank 0 could not use stops the job as preflight would have: status 2, one report.
