@@ -353,6 +353,17 @@ TEST(Launch, CtrlCOrAHangUpAtTheTerminalSavesTheStepReached) {
   }
 }
 
+// A stop request while evl launch ran its preflight (before it installed its handlers) killed it
+// with SIGUSR1's default action, status 138. It is a stop like any other: nothing has started, so
+// nothing is saved, and the status says to resume.
+TEST(Launch, AStopDuringThePreflightStartsNothingAndSaysResume) {
+  const std::string d = ScratchDir("launch_preflight_stop");
+  auto r = RunCommand("EVL_TEST_SIGNAL_AT=preflight " + kEvl + " launch -n 2 -- train" + SmallRun(d));
+  EXPECT_EQ(r.status, kExitPreempted) << r.output;
+  EXPECT_NE(r.output.find("stop requested during the preflight; nothing was started"), std::string::npos) << r.output;
+  EXPECT_FALSE(std::ifstream(d + "/metrics.jsonl").good()) << "the job started after the stop request";
+}
+
 // Processes whose command line names `needle` (not the shell that runs pgrep: "[x]yz" matches
 // "xyz" but not itself).
 int ProcessesNaming(const std::string& needle) {

@@ -11,6 +11,7 @@
 #include "commands.h"
 #include "config.h"
 #include "evl/checkpoint_format.h"
+#include "evl/fault_injection.h"
 #include "evl/logging.h"
 #include "evl/video_list.h"
 
@@ -114,6 +115,7 @@ bool PassesPreflight(const EvlConfig& config, PreflightFor what, int world, List
 }
 
 bool PassesRankPreflight(const EvlConfig& config, PreflightFor what, int preflight_ranks) {
+  if (preflight_ranks > 0) Faults().At(FaultPoint::kPreflight);  // evl launch's preflight child
   const int world = preflight_ranks > 0 ? preflight_ranks : LogWorld();
   const bool one_of_many = preflight_ranks == 0 && world > 1;
   return PassesPreflight(config, what, world, one_of_many ? ListCheck::kExistence : ListCheck::kEveryLine);

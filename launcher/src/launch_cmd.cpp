@@ -138,7 +138,9 @@ pid_t SpawnTiedToUs(const std::string& path, std::vector<char*>& argv, int err_f
 }
 
 // Runs mpirun and waits for it, forwarding stop requests and bounding an abort as described above.
-int RunMpirun(std::vector<char*>& argv, double abort_timeout_s) {
+// From the start of `evl launch`: a stop request during the preflight (Slurm's warning, a Ctrl-C)
+// used to kill it with the signal's default action (status 138 for SIGUSR1).
+void InstallStopHandlers() {
   struct sigaction sa = {};
   sa.sa_handler = OnSignal;
   sigemptyset(&sa.sa_mask);
@@ -146,6 +148,9 @@ int RunMpirun(std::vector<char*>& argv, double abort_timeout_s) {
   // After a hang-up the terminal or ssh pipe that evl launch copies mpirun's messages to may be
   // gone: a failed write must not end evl launch while the ranks save.
   signal(SIGPIPE, SIG_IGN);
+}
+
+int RunMpirun(std::vector<char*>& argv, double abort_timeout_s) {
   const std::string mpirun = FindInPath("mpirun");
   if (mpirun.empty()) {
     std::cerr << "evl launch: cannot run mpirun: not found in PATH (install openmpi-bin)\n";
@@ -219,6 +224,9 @@ int RunLaunch(const LaunchOptions& o, const std::string& self) {
     std::cerr << "evl launch: give the evl command after --, e.g. evl launch -n 2 -- train --config C\n";
     return 2;
   }
+  InstallStopHandlers();
+  // EVL_LAUNCH_PID lets a test's rank signal this process at a step (EVL_TEST_SIGNAL_LAUNCH_AT_STEP).
+  setenv("EVL_LAUNCH_PID", std::to_string(getpid()).c_str(), 1);
   // The ranks' own preflight, run once here: one report instead of one per rank, and no mpirun
   // banners around it.
   if (command[0] == "train" || command[0] == "eval") {
@@ -230,6 +238,11 @@ int RunLaunch(const LaunchOptions& o, const std::string& self) {
       std::cerr << output;
       return status;
     }
+  }
+  if (g_signals.load() > 0) {
+    std::cerr << "evl launch: stop requested during the preflight; nothing was started, exiting with status "
+              << kExitPreempted << " (resume to continue)\n";
+    return kExitPreempted;
   }
   std::vector<std::string> args = {"mpirun", "-np", std::to_string(ranks)};
   if (geteuid() == 0) args.push_back("--allow-run-as-root");
@@ -247,8 +260,6 @@ int RunLaunch(const LaunchOptions& o, const std::string& self) {
     args.push_back(hostfile);
   }
   // Forward glog settings and the test hooks (evl/fault_injection.h) to every rank.
-  // EVL_LAUNCH_PID lets a test's rank signal this process at a step (EVL_TEST_SIGNAL_LAUNCH_AT_STEP).
-  setenv("EVL_LAUNCH_PID", std::to_string(getpid()).c_str(), 1);
   for (const char* var : {"GLOG_v", "GLOG_minloglevel", "EVL_TEST_EXIT_AT_STEP", "EVL_TEST_SIGNAL_AT_STEP",
                           "EVL_TEST_SIGNAL_AT", "EVL_TEST_SLOW_CHECKPOINT_MS", "EVL_TEST_STEP_DELAY_MS",
                           "EVL_TEST_STALL_AT_STEP", "EVL_TEST_STALL_RANK", "EVL_TEST_SIGNAL_LAUNCH_AT_STEP",

@@ -89,9 +89,17 @@ class EnvironmentFaults : public FaultInjector {
   }
 
   void At(FaultPoint point) override {
-    const char* name = point == FaultPoint::kStartup ? "startup" : point == FaultPoint::kEval ? "eval" : "save";
+    const char* name = point == FaultPoint::kStartup ? "startup"
+                       : point == FaultPoint::kEval  ? "eval"
+                       : point == FaultPoint::kSave  ? "save"
+                                                     : "preflight";
     if (signal_at_ != name || fired_) return;
     fired_ = true;
+    if (point == FaultPoint::kPreflight) {
+      LOG(WARNING) << "EVL_TEST_SIGNAL_AT: SIGUSR1 to evl launch (pid " << launcher_pid_ << ") during its preflight";
+      if (launcher_pid_ > 0) kill(static_cast<pid_t>(launcher_pid_), SIGUSR1);
+      return;
+    }
     LOG(WARNING) << "EVL_TEST_SIGNAL_AT: raising SIGUSR1 at " << name;
     std::raise(SIGUSR1);
   }

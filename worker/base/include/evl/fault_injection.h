@@ -10,7 +10,9 @@
 //                                  GROUP-SIG (GROUP-INT, GROUP-HUP) sends it to evl launch's process
 //                                  group instead, as a terminal does on Ctrl-C or a hang-up
 //   EVL_TEST_SIGNAL_AT=POINT       every rank raises SIGUSR1 at POINT: startup (before MPI is up),
-//                                  eval (the first evaluation begins), save (a checkpoint is written)
+//                                  eval (the first evaluation begins), save (a checkpoint is written);
+//                                  preflight: `evl launch`'s preflight child sends SIGUSR1 to its
+//                                  `evl launch` (a stop before mpirun started)
 //   EVL_TEST_STEP_DELAY_MS=MS      every step takes MS longer (a job still training when a signal comes)
 //   EVL_TEST_SLOW_CHECKPOINT_MS=MS each tensor of a checkpoint write takes MS longer (a crash window)
 //   EVL_TEST_LOCK_FAILS=flock|all  locking the run directory fails with ENOLCK: flock only (Lustre
@@ -23,7 +25,7 @@
 
 namespace evl {
 
-enum class FaultPoint { kStartup, kEval, kSave };
+enum class FaultPoint { kStartup, kEval, kSave, kPreflight };
 
 class FaultInjector {
  public:
