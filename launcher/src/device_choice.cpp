@@ -18,10 +18,6 @@ bool OwnGpuPerRank(const DeviceFacts& f) {
   return own && std::set<std::string>(sets.begin(), sets.end()).size() == sets.size();
 }
 
-std::string VersionString(int code) {
-  return std::to_string(code / 10000) + "." + std::to_string(code / 100 % 100) + "." + std::to_string(code % 100);
-}
-
 }  // namespace
 
 bool RanksShareAGpu(const DeviceFacts& f) {
@@ -50,8 +46,8 @@ std::string ChooseDevice(const DeviceFacts& f) {
       throw std::runtime_error(
           "EVL_ALLOW_SHARED_GPU=1 asks " + std::to_string(f.local_world) + " ranks to share " +
           std::to_string(f.visible_gpus) + " GPU(s), but " +
-          (f.nccl_version == 0 ? std::string("this evl has no NCCL") : "NCCL " + VersionString(f.nccl_version)) +
-          " cannot run two ranks on one device (NCCL " + VersionString(kNcclMultiRankPerGpuVersion) +
+          (f.nccl_version == 0 ? std::string("this evl has no NCCL") : "NCCL " + NcclVersionString(f.nccl_version)) +
+          " cannot run two ranks on one device (NCCL " + NcclVersionString(kNcclMultiRankPerGpuVersion) +
           " and later can): link a newer NCCL or start at most " + std::to_string(f.visible_gpus) + " ranks per node");
     return "cuda:" + std::to_string(f.local_rank % f.visible_gpus);
   }
@@ -61,7 +57,7 @@ std::string ChooseDevice(const DeviceFacts& f) {
                              std::to_string(f.visible_gpus) + " visible GPU(s) (CUDA_VISIBLE_DEVICES=" + cvd +
                              "): NCCL needs one GPU per rank; start at most " + std::to_string(f.visible_gpus) +
                              " ranks per node, or bind one GPU to each task (EVL_ALLOW_SHARED_GPU=1 lets ranks "
-                             "share one with NCCL >= " + VersionString(kNcclMultiRankPerGpuVersion) + ", for checks)");
+                             "share one with NCCL >= " + NcclVersionString(kNcclMultiRankPerGpuVersion) + ", for checks)");
   }
   return "cuda:" + std::to_string(f.local_rank);
 }

@@ -18,14 +18,15 @@ int NcclVersionCode() {
 #endif
 }
 
+std::string NcclVersionString(int code) {
+  return std::to_string(code / 10000) + "." + std::to_string(code / 100 % 100) + "." + std::to_string(code % 100);
+}
+
 std::string NcclVersion() {
 #ifdef EVL_HAVE_NCCL
   int v = 0;
   std::string runtime = "unavailable";
-  if (ncclGetVersion(&v) == ncclSuccess) {
-    runtime = std::to_string(v / 10000) + "." + std::to_string((v % 10000) / 100) + "." +
-              std::to_string(v % 100);
-  }
+  if (ncclGetVersion(&v) == ncclSuccess) runtime = NcclVersionString(v);
   return runtime + " (built against " + std::to_string(NCCL_MAJOR) + "." +
          std::to_string(NCCL_MINOR) + "." + std::to_string(NCCL_PATCH) + ")";
 #else

@@ -11,6 +11,8 @@ std::string NcclVersion();
 // The NCCL library's own version as NCCL_VERSION_CODE numbers it (2.30.3 is 23003), read from the
 // library at run time (ncclGetVersion), not from the header built against; 0 when not built.
 int NcclVersionCode();
+// "major.minor.patch" of a version code as NcclVersionCode gives it.
+std::string NcclVersionString(int code);
 
 // The first NCCL that runs several ranks on one GPU, when NCCL_MULTI_RANK_GPU_ENABLE=1 asks it to
 // (NCCL's src/init.cc: absent in v2.29.7-1, present from v2.30.3-1). Earlier ones refuse at init
